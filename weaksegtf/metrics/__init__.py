@@ -1,0 +1,1 @@
+"""Segmentation metrics. ``confusion`` is pure numpy (no TensorFlow)."""

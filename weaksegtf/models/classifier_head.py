@@ -1,0 +1,64 @@
+"""The classifier that runs on the segmentation output, Ciga & Martel Table A.3."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from weaksegtf.models.resnet18_encoder import BN_EPSILON, BN_MOMENTUM
+
+
+@keras.saving.register_keras_serializable(package="weaksegtf")
+class ClassifierHead(layers.Layer):
+    """Image-level class logits from segmentation logits (Table A.3).
+
+    Global average pooling -> 1x1 conv C->hidden (no bias) -> batch norm ->
+    ReLU -> 1x1 conv hidden->C (no bias). The fully connected layers of a usual
+    classifier are 1x1 convolutions, as in the paper. Because its input is the
+    segmentation, the classification loss can only be lowered by changing the
+    segmentation: that is how image-level labels teach pixels (section 2.2).
+
+    Args:
+        num_classes: int. Number of classes C.
+        hidden: int. Width of the bottleneck. Defaults to ``8``.
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Example:
+    >>> head = ClassifierHead(num_classes=3)
+    >>> head(np.zeros((2, 16, 16, 3))).shape
+    TensorShape([2, 3])
+    """
+
+    def __init__(self, num_classes: int, hidden: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        # === Layers ===
+        self.pool = layers.GlobalAveragePooling2D(keepdims=True, name="pool")
+        self.reduce = layers.Conv2D(hidden, 1, use_bias=False, name="reduce")
+        self.bn = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn")
+        self.relu = layers.ReLU(name="relu")
+        self.expand = layers.Conv2D(num_classes, 1, use_bias=False, name="expand")
+        self.flatten = layers.Flatten(name="flatten")
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.hidden = hidden
+
+    def build(self, input_shape):
+        pooled_shape = (input_shape[0], 1, 1, input_shape[-1])
+        self.reduce.build(pooled_shape)
+        self.bn.build((input_shape[0], 1, 1, self.hidden))
+        self.expand.build((input_shape[0], 1, 1, self.hidden))
+        self.built = True
+
+    def call(self, segmentation_logits, training=None):
+        x = self.pool(segmentation_logits)
+        x = self.relu(self.bn(self.reduce(x), training=training))
+        return self.flatten(self.expand(x))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "hidden": self.hidden})
+        return config
