@@ -170,6 +170,9 @@ class WeakSegmenter(keras.Model):
         ]
 
     def _apply(self, loss, tape, variables) -> None:
+        if not self.optimizer.built:
+            # Build on every weight, so later phases may update any subset of them.
+            self.optimizer.build(self.trainable_variables)
         grads = tape.gradient(loss, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
@@ -264,6 +267,8 @@ def _check_settings(num_classes, class_names, architecture, class_weights, updat
 
 def _split_batch(data):
     """``(mask_batch, label_batch)`` from a training element; either may be None."""
+    if isinstance(data, (tuple, list)) and isinstance(data[0], dict):
+        data = data[0]  # train_on_batch(x=dict) passes (x, None, None)
     if isinstance(data, dict):
         unknown = set(data) - {"mask", "label"}
         if unknown or not data:
