@@ -140,7 +140,8 @@ def read_rgb(path: PathLike) -> np.ndarray:
             f"(H, W, 3) RGB or (H, W, 4) RGBA"
         )
     if bgr:
-        array = array[:, :, [2, 1, 0, 3][: array.shape[2]]]
+        code = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+        array = cv2.cvtColor(np.ascontiguousarray(array), code)
     if array.shape[2] == 4:
         alpha = array[:, :, 3:4].astype(np.float32) / 255.0
         composite = array[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
