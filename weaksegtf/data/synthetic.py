@@ -170,6 +170,13 @@ def _place_glands(
             continue
         if all(np.linalg.norm(centre - c) > radius + r + 4.0 * scale for c, r in glands):
             glands.append((centre, radius))
+    if not glands:
+        # Every image must show its kind, or its image label would be a lie.
+        free_y, free_x = np.nonzero(~blocked)
+        pick = int(rng.integers(len(free_y))) if len(free_y) else None
+        centre = (np.array([free_x[pick], free_y[pick]], float) if pick is not None
+                  else np.full(2, size_px / 2.0))
+        glands.append((centre, radius_range[0]))
     return glands
 
 
