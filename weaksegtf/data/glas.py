@@ -38,7 +38,17 @@ _SPLIT_ATTEMPTS = 2000
 
 @dataclass(frozen=True)
 class GlasRecord:
-    """One row of ``Grade.csv``: image name, patient and grade class (1 or 2)."""
+    """One row of ``Grade.csv``: image name, patient and grade class.
+
+    Args:
+        name: str. Image file stem, such as ``"train_1"``.
+        patient_id: int. Patient the image comes from.
+        label: int. 1 for a benign image, 2 for a malignant one.
+
+    Example:
+    >>> read_glas_grades("../shared/data/glas-train")[0]  # doctest: +SKIP
+    GlasRecord(name='train_1', patient_id=2, label=2)
+    """
 
     name: str
     patient_id: int
