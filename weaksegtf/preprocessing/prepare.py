@@ -1,0 +1,491 @@
+"""From slides and annotations to the trainer's mask set and label set.
+
+:func:`prepare_patches` is the library behind ``weakseg-prepare``: every
+command-line option is one of its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.preprocessing.geojson_rasterizer import rasterize_geojson, read_geojson
+from weaksegtf.preprocessing.label_map import (
+    IGNORE_INDEX,
+    LabelMap,
+    check_aspect,
+    read_label_image,
+    remap_labels,
+)
+from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer
+from weaksegtf.preprocessing.patch_extraction import (
+    EXTRACTIONS,
+    Patch,
+    patch_size_level0,
+    plan_patches,
+    read_patches,
+)
+from weaksegtf.preprocessing.patch_overlay import draw_patch_overlay
+from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter, write_png
+from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
+from weaksegtf.preprocessing.tissue_mask import DEFAULT_TISSUE_MPP, TissueMask
+from weaksegtf.slides.open_slide import open_slide
+from weaksegtf.slides.slide_reader import SlideReader
+
+#: A GeoJSON annotation is rasterised at the patch mpp, but never larger than
+#: this many pixels a side (a 100k-pixel slide at full resolution would not fit).
+MAX_RASTER_SIDE_PX = 16384
+
+#: Patches are stain-normalised in batches of this many.
+_STAIN_BATCH = 64
+
+
+class PreparationWarning(UserWarning):
+    """A slide gave no patches (no tissue, or nothing the tile rule keeps)."""
+
+
+@dataclass
+class SlideSummary:
+    """Counts for one slide."""
+
+    slide: str
+    mask: str
+    mpp: float
+    level: int
+    tissue_fraction: float
+    mask_patches: int = 0
+    label_patches: int = 0
+    ignored_by_rule: int = 0
+    ignored_for_tissue: int = 0
+
+
+@dataclass
+class PrepareSummary:
+    """What :func:`prepare_patches` wrote.
+
+    Attributes:
+        out_dir: str. Output folder.
+        slides: list of SlideSummary. Per-slide counts.
+        label_patches_per_class: dict int -> int. Label-set patches per class.
+        mask_patches_per_class: dict int -> int. Mask-set patches containing
+            each class.
+        mask_pixels_per_class: dict int -> int. Mask-set pixels per class
+            (255, not annotated, excluded).
+        warnings: list of str. Slides that gave no patches, and why.
+    """
+
+    out_dir: str
+    slides: list[SlideSummary] = field(default_factory=list)
+    label_patches_per_class: dict[int, int] = field(default_factory=dict)
+    mask_patches_per_class: dict[int, int] = field(default_factory=dict)
+    mask_pixels_per_class: dict[int, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def mask_patches(self) -> int:
+        return sum(s.mask_patches for s in self.slides)
+
+    @property
+    def label_patches(self) -> int:
+        return sum(s.label_patches for s in self.slides)
+
+    def table(self, class_names: Mapping[int, str] | None = None) -> str:
+        """Counts per class as a plain-text table."""
+        names = dict(class_names or {})
+        classes = sorted(
+            set(self.label_patches_per_class)
+            | set(self.mask_patches_per_class)
+            | set(self.mask_pixels_per_class)
+        )
+        lines = [
+            f"{'class':<16}{'label patches':>15}{'mask patches':>14}{'mask pixels':>14}",
+        ]
+        for cls in classes:
+            name = f"{cls} {names[cls]}" if cls in names else str(cls)
+            lines.append(
+                f"{name:<16}{self.label_patches_per_class.get(cls, 0):>15}"
+                f"{self.mask_patches_per_class.get(cls, 0):>14}"
+                f"{self.mask_pixels_per_class.get(cls, 0):>14}"
+            )
+        lines.append(
+            f"{'total':<16}{self.label_patches:>15}{self.mask_patches:>14}"
+            f"{sum(self.mask_pixels_per_class.values()):>14}"
+        )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        document = asdict(self)
+        document["mask_patches"] = self.mask_patches
+        document["label_patches"] = self.label_patches
+        return document
+
+
+def _label_image_shape(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of a label image without decoding its pixels."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+            return int(shape[0]), int(shape[1])
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception as error:  # noqa: BLE001 - any decoder failure reads the same
+        raise DataError(f"cannot read annotation mask {path}: {error}") from None
+
+
+def _is_geojson(path: Path) -> bool:
+    return path.suffix.lower() in (".geojson", ".json")
+
+
+def _raster_downsample(slide: SlideReader, patch_mpp: float) -> float:
+    width0, height0 = slide.dimensions
+    return max(1.0, patch_mpp / slide.mpp, max(width0, height0) / MAX_RASTER_SIDE_PX)
+
+
+def load_label_map(
+    mask: Path | str,
+    slide: SlideReader,
+    patch_mpp: float,
+    class_map: Mapping[str, int] | None = None,
+    outside_value: int = IGNORE_INDEX,
+    mask_remap: Mapping[int, int] | None = None,
+) -> LabelMap:
+    """The annotation of ``slide`` as a :class:`LabelMap`.
+
+    Args:
+        mask: str or path. A label image covering the slide (any level's size)
+            or a QuPath ``.geojson`` export.
+        slide: SlideReader. The annotated slide.
+        patch_mpp: float. GeoJSON is rasterised at this mpp (capped at
+            :data:`MAX_RASTER_SIDE_PX` a side).
+        class_map: mapping str -> int, optional. GeoJSON class indices.
+        outside_value: int. GeoJSON value where no polygon lies. Defaults to 255.
+        mask_remap: mapping int -> int, optional. Label-image value changes,
+            such as ``{255: 1}`` for a 0/255 mask.
+
+    Raises:
+        DataError: unreadable mask, wrong aspect ratio, unknown GeoJSON class.
+    """
+    mask = Path(mask)
+    if _is_geojson(mask):
+        if not class_map:
+            raise ConfigError(
+                f"annotation {mask} is GeoJSON but no class map was given; expected "
+                f"class_map (--class-map) such as {{'Tumor': 1, 'Stroma': 2}}"
+            )
+        downsample = _raster_downsample(slide, patch_mpp)
+        width0, height0 = slide.dimensions
+        shape = (max(1, int(round(height0 / downsample))), max(1, int(round(width0 / downsample))))
+        labels = rasterize_geojson(mask, class_map, shape, downsample, outside_value)
+    else:
+        check_aspect(_label_image_shape(mask), slide.dimensions, mask.name, slide.name)
+        labels = read_label_image(mask)
+        if mask_remap:
+            labels = remap_labels(labels, mask_remap)
+    return LabelMap(labels, slide.dimensions, IGNORE_INDEX, name=mask.name, slide_name=slide.name)
+
+
+def _validate_inputs(
+    slides: Sequence[Path],
+    masks: Sequence[Path],
+    mpp: float | None,
+    class_map: Mapping[str, int] | None,
+) -> None:
+    """Open every slide and check every mask before anything is written."""
+    for slide_path, mask_path in zip(slides, masks):
+        with open_slide(slide_path, mpp=mpp) as slide:
+            if _is_geojson(mask_path):
+                if not class_map:
+                    raise ConfigError(
+                        f"annotation {mask_path} is GeoJSON but no class map was given; expected "
+                        f"--class-map such as 'Tumor=1,Stroma=2'"
+                    )
+                for index, (name, _) in enumerate(read_geojson(mask_path)):
+                    if name not in class_map:
+                        raise DataError(
+                            f"GeoJSON {mask_path}: feature {index} has class {name!r}, which is "
+                            f"not in the class map {dict(class_map)}; expected one of "
+                            f"{sorted(class_map)} (add it, for example --class-map '{name}=<index>')"
+                        )
+            else:
+                if not mask_path.is_file():
+                    raise DataError(f"annotation mask {mask_path} does not exist or is not a file")
+                check_aspect(
+                    _label_image_shape(mask_path), slide.dimensions, mask_path.name, slide.name
+                )
+
+
+class _Progress:
+    """One status line per slide on stderr; redrawn in place on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.live = enabled and sys.stderr.isatty()
+
+    def update(self, text: str, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        if self.live:
+            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
+            sys.stderr.flush()
+        elif final:
+            sys.stderr.write(text + "\n")
+
+
+def prepare_patches(
+    slides: Sequence[Path | str],
+    masks: Sequence[Path | str],
+    out_dir: Path | str,
+    *,
+    mpp: float | None = None,
+    patch_mpp: float = 8.0,
+    patch_size_px: int = 128,
+    stride_px: int | None = None,
+    extraction: str = "both",
+    min_tissue_fraction: float = 0.75,
+    dominant_fraction: float = 0.9,
+    mask_classes: int = 2,
+    centred_classes: Sequence[int] | None = None,
+    background_class: int | None = 0,
+    class_map: Mapping[str, int] | None = None,
+    outside_value: int = IGNORE_INDEX,
+    mask_remap: Mapping[int, int] | None = None,
+    tissue_mpp: float = DEFAULT_TISSUE_MPP,
+    saturation_threshold: float = 0.1,
+    stain_reference: Path | str | None = None,
+    thumbnail_size_px: int = 1024,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool | Callable[[str], None] = False,
+) -> PrepareSummary:
+    """Write the mask set, label set, manifest and thumbnails for slides.
+
+    For each slide: the tissue mask (Appendix B.1) at ``tissue_mpp``; patches
+    centred on labelled regions (Appendix B.2) and/or sliding-window tiles with
+    at least ``min_tissue_fraction`` tissue sorted by the tile rule (section
+    3.3); RGB read at ``patch_mpp`` from the closest pyramid level.
+
+    Args:
+        slides: sequence of str or path. Whole-slide files or plain images.
+        masks: sequence of str or path. One annotation per slide, in order: a
+            label image (uint8 class indices, 255 not annotated) the size of
+            any slide level, or QuPath GeoJSON.
+        out_dir: str or path. Output folder.
+        mpp: float, optional. Level-0 mpp of every slide, overriding the
+            files. Defaults to ``None``.
+        patch_mpp: float. Microns per pixel of the patches. Defaults to 8.0
+            (1.25x, the paper's setting).
+        patch_size_px: int. Patch side. Defaults to 128 (the paper's).
+        stride_px: int, optional. Tile step at ``patch_mpp``. Defaults to
+            ``patch_size_px``.
+        extraction: str. ``"centred"``, ``"tiles"`` or ``"both"``. Defaults to
+            ``"both"``.
+        min_tissue_fraction: float. Tiles with less tissue are dropped.
+            Defaults to 0.75.
+        dominant_fraction: float. Tile rule: a class covering this much makes a
+            label patch. Defaults to 0.9.
+        mask_classes: int. Tile rule: tiles with exactly this many classes make
+            mask patches. Defaults to 2.
+        centred_classes: sequence of int, optional. Classes whose regions get
+            centred patches. Defaults to every class but ``background_class``.
+        background_class: int, optional. Class that is not a region of
+            interest. Defaults to 0.
+        class_map: mapping str -> int, optional. GeoJSON class names to indices.
+        outside_value: int. GeoJSON value where no polygon lies. Defaults to 255.
+        mask_remap: mapping int -> int, optional. Label-image value changes,
+            e.g. ``{255: 1}`` for a 0/255 binary mask.
+        tissue_mpp: float. Resolution of the tissue mask. Defaults to 8.0.
+        saturation_threshold: float. Tissue threshold on HSV saturation.
+            Defaults to 0.1.
+        stain_reference: str or path, optional. Reference image, or saved
+            normaliser ``.json``, for Macenko normalisation of every patch.
+            Defaults to ``None`` (no normalisation).
+        thumbnail_size_px: int. Longer side of the thumbnails. Defaults to 1024.
+        seed: int. K-means seed. Defaults to 0.
+        overwrite: bool. Replace an earlier output. Defaults to ``False``.
+        progress: bool or callable. Print progress to stderr, or call this
+            with each status line. Defaults to ``False``.
+
+    Returns:
+        A :class:`PrepareSummary`; it is also written as ``summary.json``.
+
+    Raises:
+        SlideError, DataError, ConfigError: bad input, found before writing.
+
+    Example:
+    >>> summary = prepare_patches(
+    ...     ["CMU-1-Small-Region.svs"], ["cmu_mask.png"], "patches", patch_mpp=2.0
+    ... )  # doctest: +SKIP
+    >>> print(summary.table())  # doctest: +SKIP
+    """
+    slide_paths = [Path(p) for p in slides]
+    mask_paths = [Path(p) for p in masks]
+    if not slide_paths:
+        raise ConfigError("no slides given; expected at least one slide or image")
+    if len(mask_paths) != len(slide_paths):
+        raise ConfigError(
+            f"got {len(slide_paths)} slides but {len(mask_paths)} annotation masks; expected "
+            f"one mask per slide, in the same order"
+        )
+    if extraction not in EXTRACTIONS:
+        raise ConfigError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
+    if patch_size_px <= 0 or patch_mpp <= 0:
+        raise ConfigError(
+            f"patch_size_px and patch_mpp must be positive, got {patch_size_px} and {patch_mpp}"
+        )
+    if not 0.0 <= min_tissue_fraction <= 1.0:
+        raise ConfigError(f"min_tissue_fraction must be in [0, 1], got {min_tissue_fraction}")
+    _validate_inputs(slide_paths, mask_paths, mpp, class_map)
+
+    normalizer = None
+    if stain_reference is not None:
+        reference = Path(stain_reference)
+        if reference.suffix.lower() == ".json":
+            normalizer = MacenkoNormalizer.load(reference)
+        else:
+            from weaksegtf.slides.image_reader import read_plain_image
+
+            image, _ = read_plain_image(reference)
+            from weaksegtf.slides.array_reader import as_rgb_uint8
+
+            normalizer = MacenkoNormalizer().fit(as_rgb_uint8(image, str(reference)))
+
+    report: Callable[[str, bool], None]
+    if callable(progress):
+        report = lambda text, final=False: progress(text) if final else None  # noqa: E731
+    else:
+        report = _Progress(bool(progress)).update
+
+    out = Path(out_dir)
+    summary = PrepareSummary(out_dir=str(out))
+    label_counts: Counter[int] = Counter()
+    mask_patch_counts: Counter[int] = Counter()
+    mask_pixels = np.zeros(256, dtype=np.int64)
+    (out / "thumbnails").mkdir(parents=True, exist_ok=True)
+    with PatchSetWriter(out, overwrite=overwrite) as writer:
+        if normalizer is not None:
+            normalizer.save(out / "stain_normalizer.json")
+        for index, (slide_path, mask_path) in enumerate(zip(slide_paths, mask_paths), start=1):
+            prefix = f"[{index}/{len(slide_paths)}] {slide_path.name}"
+            with open_slide(slide_path, mpp=mpp) as slide:
+                report(f"{prefix}: tissue mask", False)
+                tissue = TissueMask.from_slide(
+                    slide, mpp=tissue_mpp, saturation_threshold=saturation_threshold
+                )
+                labels = load_label_map(
+                    mask_path, slide, patch_mpp, class_map, outside_value, mask_remap
+                )
+                if tissue.fraction == 0.0:
+                    # A blank scan (or a mask paired with the wrong slide):
+                    # annotations there would only teach the model glass.
+                    plans = []
+                else:
+                    plans = plan_patches(
+                        labels,
+                        slide.mpp,
+                        patch_mpp,
+                        patch_size_px,
+                        extraction=extraction,
+                        stride_px=stride_px,
+                        tissue=tissue,
+                        min_tissue_fraction=min_tissue_fraction,
+                        dominant_fraction=dominant_fraction,
+                        mask_classes=mask_classes,
+                        centred_classes=centred_classes,
+                        background=background_class,
+                        seed=seed,
+                    )
+                slide_summary = SlideSummary(
+                    slide=str(slide_path),
+                    mask=str(mask_path),
+                    mpp=slide.mpp,
+                    level=slide.best_level_for_mpp(patch_mpp),
+                    tissue_fraction=tissue.fraction,
+                    ignored_by_rule=sum(p.kind == IGNORE and p.reason != "tissue" for p in plans),
+                    ignored_for_tissue=sum(p.reason == "tissue" for p in plans),
+                )
+                kept = sum(p.kind != IGNORE for p in plans)
+                batch: list[Patch] = []
+
+                def flush() -> None:
+                    if normalizer is not None and batch:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            images = normalizer.transform(np.stack([p.image for p in batch]))
+                        for patch, image in zip(batch, images):
+                            patch.image = image
+                    for patch in batch:
+                        writer.write(patch, str(slide_path))
+                    batch.clear()
+
+                done = 0
+                for patch in read_patches(slide, plans, patch_mpp, patch_size_px):
+                    batch.append(patch)
+                    done += 1
+                    plan = patch.plan
+                    if plan.kind == LABEL:
+                        slide_summary.label_patches += 1
+                        label_counts[int(plan.label)] += 1
+                    elif plan.kind == MASK:
+                        slide_summary.mask_patches += 1
+                        mask_patch_counts.update(plan.classes)
+                        mask_pixels += np.bincount(plan.mask.ravel(), minlength=256)
+                    if len(batch) >= _STAIN_BATCH:
+                        flush()
+                    report(f"{prefix}: {done}/{kept} patches", False)
+                flush()
+
+                thumbnail, thumbnail_mpp = slide.thumbnail(thumbnail_size_px)
+                side0 = patch_size_level0(patch_size_px, patch_mpp, slide.mpp)
+                overlay = draw_patch_overlay(
+                    tissue.overlay(thumbnail), plans, thumbnail_mpp / slide.mpp, side0
+                )
+                stem = slide_path.stem
+                write_png(out / "thumbnails" / f"{stem}.png", overlay)
+                write_png(out / "thumbnails" / f"{stem}_tissue.png", tissue.to_image())
+
+            if tissue.fraction == 0.0:
+                message = (
+                    f"slide {slide_path} has no tissue (no pixel reaches {saturation_threshold:.0%} "
+                    f"saturation at {tissue_mpp} um/px): zero patches"
+                )
+                summary.warnings.append(message)
+                warnings.warn(message, PreparationWarning, stacklevel=2)
+            elif kept == 0:
+                message = (
+                    f"slide {slide_path} gave zero patches: {slide_summary.ignored_for_tissue} "
+                    f"tiles had under {min_tissue_fraction:.0%} tissue and "
+                    f"{slide_summary.ignored_by_rule} failed the tile rule"
+                )
+                summary.warnings.append(message)
+                warnings.warn(message, PreparationWarning, stacklevel=2)
+            summary.slides.append(slide_summary)
+            report(
+                f"{prefix}: {slide_summary.mask_patches} mask patches, "
+                f"{slide_summary.label_patches} label patches, tissue {tissue.fraction:.1%}",
+                True,
+            )
+
+    mask_pixels[IGNORE_INDEX] = 0
+    summary.label_patches_per_class = dict(sorted(label_counts.items()))
+    summary.mask_patches_per_class = {
+        c: n for c, n in sorted(mask_patch_counts.items()) if c != IGNORE_INDEX
+    }
+    summary.mask_pixels_per_class = {int(c): int(mask_pixels[c]) for c in np.flatnonzero(mask_pixels)}
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+__all__ = ["MASK_SET", "LABEL_SET", "PrepareSummary", "SlideSummary", "load_label_map", "prepare_patches"]
