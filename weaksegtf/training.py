@@ -361,7 +361,7 @@ def run_training(
     if val is not None and len(val):
         val_metrics, predictions = evaluate_images(model, val.images, val.masks, class_names)
         metrics["validation"] = val_metrics
-        order = np.argsort([-(p > 0).mean() for p in val.masks])  # most foreground first
+        order = np.arange(len(val))
         overlay_path = comparison_grid(
             [val.images[i] for i in order], [val.masks[i] for i in order], [predictions[i] for i in order],
             class_names, out_dir / "predictions.png", titles=[val.names[i] for i in order],

@@ -1,0 +1,76 @@
+"""``weakseg-train``: train from a mask-set folder and/or a label-set folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from weaksegtf.cli.common import fail, quiet_tensorflow
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weakseg-train",
+        description="Train a WeakSegmenter from folders. A mask set is images/*.png + masks/*.png "
+        "(uint8 class indices, 255 = not annotated); a label set is images + labels.csv (path,label) "
+        "or one sub-folder per class. Writes model.keras, history.csv, metrics.json and predictions.png.",
+    )
+    parser.add_argument("--masks", help="mask-set folder (images/, masks/)")
+    parser.add_argument("--labels", help="label-set folder (labels.csv or one folder per class)")
+    parser.add_argument("--val", help="validation mask-set folder")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--classes", required=True,
+                        help="comma-separated class names, background first, e.g. 'background,benign,malignant'")
+    parser.add_argument("--mode", default="S+C", choices=["S", "S+C", "S+C*", "C"], help="data mode (default: %(default)s)")
+    parser.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=20, help="batch size of each stream (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--update", default="joint", choices=["joint", "sequential"],
+                        help="one update on L_seg + L_cls, or two sequential updates (default: %(default)s)")
+    parser.add_argument("--class-weights", default="auto",
+                        help="'auto' (inverse pixel frequency), 'none', or comma-separated floats (default: %(default)s)")
+    parser.add_argument("--augment", action="store_true", help="flips, rotations, elastic, blur and colour jitter")
+    parser.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    return parser
+
+
+def parse_class_weights(text: str):
+    if text == "auto":
+        return "auto"
+    if text.lower() == "none":
+        return None
+    return [float(v) for v in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_tensorflow()
+    from weaksegtf.data import LabelSet, MaskSet
+    from weaksegtf.errors import WeaksegError
+    from weaksegtf.training import run_training
+
+    class_names = [c.strip() for c in args.classes.split(",") if c.strip()]
+    try:
+        masks = MaskSet.from_folder(args.masks, len(class_names)) if args.masks else None
+        labels = LabelSet.from_folder(args.labels, len(class_names), class_names) if args.labels else None
+        val = MaskSet.from_folder(args.val, len(class_names)) if args.val else None
+        result = run_training(
+            masks, labels, val, args.out, class_names=class_names, mode=args.mode,
+            tile_size_px=args.tile_size, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, class_weights=parse_class_weights(args.class_weights),
+            update=args.update, augment=args.augment, encoder_weights=args.encoder_weights, seed=args.seed,
+        )
+    except WeaksegError as error:
+        return fail(str(error))
+    except ValueError as error:  # e.g. malformed --class-weights
+        return fail(str(error))
+    from weaksegtf.cli.demo import _print_summary
+
+    _print_summary(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
