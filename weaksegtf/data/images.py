@@ -24,7 +24,7 @@ import numpy as np
 
 from weaksegtf.errors import DataError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, "os.PathLike[str]"]  # a path string or any path object
 
 #: Suffixes accepted for RGB images.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
