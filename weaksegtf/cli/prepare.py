@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
     from weaksegtf.errors import WeaksegError
-    from weaksegtf.preprocessing.prepare import prepare_patches
+    from weaksegtf.preprocessing.prepare import PreparationWarning, prepare_patches
+
+    warnings.simplefilter("ignore", PreparationWarning)  # printed below from the summary
 
     try:
         summary = prepare_patches(

@@ -22,7 +22,7 @@ from weaksegtf.preprocessing.label_map import IGNORE_INDEX, LabelImage
 
 #: K-means runs on at most this many foreground pixels of one region; a random
 #: subset gives the same centres to well under a pixel and keeps big regions fast.
-MAX_KMEANS_POINTS = 20_000
+MAX_KMEANS_POINTS = 10_000
 
 
 def kmeans_split_count(area_px: float, patch_size_px: float) -> int:
@@ -66,15 +66,20 @@ def kmeans(
         centres.append(points[index])
         nearest = np.minimum(nearest, np.sum((points - points[index]) ** 2, axis=1))
     centres_array = np.array(centres)
+    squared_norms = np.sum(points**2, axis=1)
     for _ in range(max_iterations):
-        distances = ((points[:, None, :] - centres_array[None, :, :]) ** 2).sum(axis=2)
+        # |p - c|^2 = |p|^2 - 2 p.c + |c|^2, as one matrix product.
+        distances = (
+            squared_norms[:, None] - 2.0 * points @ centres_array.T + np.sum(centres_array**2, axis=1)
+        )
         assignment = distances.argmin(axis=1)
+        sizes = np.bincount(assignment, minlength=k)
         updated = centres_array.copy()
-        for cluster in range(k):
-            members = points[assignment == cluster]
-            if len(members):
-                updated[cluster] = members.mean(axis=0)
-        if np.allclose(updated, centres_array):
+        filled = sizes > 0  # an emptied cluster keeps its old centre
+        for dim in range(points.shape[1]):
+            sums = np.bincount(assignment, weights=points[:, dim], minlength=k)
+            updated[filled, dim] = sums[filled] / sizes[filled]
+        if np.allclose(updated, centres_array, atol=1e-6):
             break
         centres_array = updated
     return centres_array
