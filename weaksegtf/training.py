@@ -301,6 +301,7 @@ def run_training(
     mode: str = "S+C",
     tile_size_px: int = 128,
     epochs: int = 10,
+    steps_per_epoch: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     class_weights: str | Sequence[float] | None = "auto",
@@ -337,8 +338,8 @@ def run_training(
     model, history = train_weak_segmenter(
         mask_x, mask_y, label_x, label_y,
         num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, class_weights=class_weights,
-        update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
+        class_weights=class_weights, update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
     )
     train_seconds = time.perf_counter() - start
 
@@ -353,6 +354,7 @@ def run_training(
         "n_mask_tiles": 0 if mask_x is None else int(len(mask_x)),
         "n_label_tiles": 0 if label_x is None else int(len(label_x)),
         "epochs": epochs,
+        "steps_per_epoch": history.params.get("steps"),
         "train_seconds": round(train_seconds, 1),
         "class_names": list(class_names),
         "class_weights": model.class_weights,
