@@ -95,7 +95,8 @@ def rasterize_geojson(
 
     Larger polygons are drawn first, so an annotation nested inside another
     (a tumour region inside a tissue outline) keeps its own class. Interior
-    rings are holes.
+    rings are holes. As with ``cv2.fillPoly``, pixels the outline passes
+    through count as inside, so a region may grow by up to one raster pixel.
 
     Args:
         path: str or path. QuPath GeoJSON export, coordinates in level-0 pixels.
