@@ -458,8 +458,9 @@ def prepare_patches(
 
             if tissue.fraction == 0.0:
                 message = (
-                    f"slide {slide_path} has no tissue (no pixel reaches {saturation_threshold:.0%} "
-                    f"saturation at {tissue_mpp} um/px): zero patches"
+                    f"slide {slide_path} has no tissue at {tissue_mpp} um/px (saturation under "
+                    f"{saturation_threshold:.0%} of the maximum everywhere, or only specks): "
+                    f"zero patches"
                 )
                 summary.warnings.append(message)
                 warnings.warn(message, PreparationWarning, stacklevel=2)
