@@ -98,6 +98,17 @@ def test_prepare_writes_the_trainer_folders(tmp_path, slide_and_mask):
     assert json.loads((out / "summary.json").read_text())["mask_patches"] == 3
 
 
+def test_the_trainer_reads_what_prepare_writes(tmp_path, slide_and_mask):
+    from weaksegtf.data import LabelSet, MaskSet
+
+    slide, mask = slide_and_mask
+    out = tmp_path / "out"
+    prepare_patches([slide], [mask], out, patch_mpp=2.0, patch_size_px=64)
+    assert len(MaskSet.from_folder(out / "masks_set", num_classes=3)) == 3
+    label_set = LabelSet.from_folder(out / "label_set", num_classes=3)
+    assert label_set.labels == [1, 0, 0]
+
+
 def test_extraction_modes_and_overwrite(tmp_path, slide_and_mask):
     slide, mask = slide_and_mask
     out = tmp_path / "out"

@@ -84,6 +84,26 @@ def read_geojson(path: Path | str) -> list[tuple[str, list[list[list[list[float]
     return features
 
 
+def check_classes(
+    features: list[tuple[str, list]], class_map: Mapping[str, int], path: Path | str
+) -> None:
+    """Refuse a feature whose class is not in ``class_map``, or an index beyond 0..255.
+
+    Raises:
+        DataError: naming the file, the feature and the class.
+    """
+    for name, index in class_map.items():
+        if not 0 <= int(index) <= 255:
+            raise DataError(f"class map entry {name!r}={index} is out of range; expected 0..255")
+    for index, (name, _) in enumerate(features):
+        if name not in class_map:
+            raise DataError(
+                f"GeoJSON {path}: feature {index} has class {name!r}, which is not in the class "
+                f"map {dict(class_map)}; expected one of {sorted(class_map)} (add it, for example "
+                f"--class-map '{name}=<index>')"
+            )
+
+
 def rasterize_geojson(
     path: Path | str,
     class_map: Mapping[str, int],
@@ -120,16 +140,7 @@ def rasterize_geojson(
     """
     path = Path(path)
     features = read_geojson(path)
-    for index, (name, _) in enumerate(features):
-        if name not in class_map:
-            raise DataError(
-                f"GeoJSON {path}: feature {index} has class {name!r}, which is not in the class "
-                f"map {dict(class_map)}; expected one of {sorted(class_map)} (add it, for example "
-                f"--class-map '{name}=<index>')"
-            )
-    for name, index in class_map.items():
-        if not 0 <= int(index) <= 255:
-            raise DataError(f"class map entry {name!r}={index} is out of range; expected 0..255")
+    check_classes(features, class_map, path)
     raster = np.full(shape_px, outside_value, dtype=np.uint8)
     scale = float(1 << _SHIFT) / float(downsample)
     shapes = []

@@ -17,10 +17,15 @@ from weaksegtf.preprocessing.patch_extraction import CENTRED, PatchPlan
 from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
 from weaksegtf.slides.slide_reader import RGBImage
 
-GREEN, RED, MAGENTA = (0, 190, 0), (230, 0, 0), (220, 0, 220)
+Colour = tuple[int, int, int]
+GREEN: Colour = (0, 190, 0)
+RED: Colour = (230, 0, 0)
+MAGENTA: Colour = (220, 0, 220)
 
 
-def _dashed_rectangle(image: RGBImage, p0: tuple[int, int], p1: tuple[int, int], colour) -> None:
+def _dashed_rectangle(
+    image: RGBImage, p0: tuple[int, int], p1: tuple[int, int], colour: Colour
+) -> None:
     (x0, y0), (x1, y1) = p0, p1
     dash = max(2, (x1 - x0) // 6)
     for start in range(x0, x1, 2 * dash):

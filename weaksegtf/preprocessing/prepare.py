@@ -11,13 +11,16 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
-from weaksegtf.preprocessing.geojson_rasterizer import rasterize_geojson, read_geojson
+from weaksegtf.preprocessing.geojson_rasterizer import (
+    check_classes,
+    rasterize_geojson,
+    read_geojson,
+)
 from weaksegtf.preprocessing.label_map import (
     IGNORE_INDEX,
     LabelMap,
@@ -35,8 +38,11 @@ from weaksegtf.preprocessing.patch_extraction import (
 )
 from weaksegtf.preprocessing.patch_overlay import draw_patch_overlay
 from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter, write_png
+from weaksegtf.preprocessing.prepare_summary import PrepareSummary, SlideSummary
 from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
 from weaksegtf.preprocessing.tissue_mask import DEFAULT_TISSUE_MPP, TissueMask
+from weaksegtf.slides.array_reader import as_rgb_uint8
+from weaksegtf.slides.image_reader import read_plain_image
 from weaksegtf.slides.open_slide import open_slide
 from weaksegtf.slides.slide_reader import SlideReader
 
@@ -50,82 +56,6 @@ _STAIN_BATCH = 64
 
 class PreparationWarning(UserWarning):
     """A slide gave no patches (no tissue, or nothing the tile rule keeps)."""
-
-
-@dataclass
-class SlideSummary:
-    """Counts for one slide."""
-
-    slide: str
-    mask: str
-    mpp: float
-    level: int
-    tissue_fraction: float
-    mask_patches: int = 0
-    label_patches: int = 0
-    ignored_by_rule: int = 0
-    ignored_for_tissue: int = 0
-
-
-@dataclass
-class PrepareSummary:
-    """What :func:`prepare_patches` wrote.
-
-    Attributes:
-        out_dir: str. Output folder.
-        slides: list of SlideSummary. Per-slide counts.
-        label_patches_per_class: dict int -> int. Label-set patches per class.
-        mask_patches_per_class: dict int -> int. Mask-set patches containing
-            each class.
-        mask_pixels_per_class: dict int -> int. Mask-set pixels per class
-            (255, not annotated, excluded).
-        warnings: list of str. Slides that gave no patches, and why.
-    """
-
-    out_dir: str
-    slides: list[SlideSummary] = field(default_factory=list)
-    label_patches_per_class: dict[int, int] = field(default_factory=dict)
-    mask_patches_per_class: dict[int, int] = field(default_factory=dict)
-    mask_pixels_per_class: dict[int, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def mask_patches(self) -> int:
-        return sum(s.mask_patches for s in self.slides)
-
-    @property
-    def label_patches(self) -> int:
-        return sum(s.label_patches for s in self.slides)
-
-    def table(self, class_names: Mapping[int, str] | None = None) -> str:
-        """Counts per class as a plain-text table."""
-        names = dict(class_names or {})
-        classes = sorted(
-            set(self.label_patches_per_class)
-            | set(self.mask_patches_per_class)
-            | set(self.mask_pixels_per_class)
-        )
-        lines = [
-            f"{'class':<16}{'label patches':>15}{'mask patches':>14}{'mask pixels':>14}",
-        ]
-        for cls in classes:
-            name = f"{cls} {names[cls]}" if cls in names else str(cls)
-            lines.append(
-                f"{name:<16}{self.label_patches_per_class.get(cls, 0):>15}"
-                f"{self.mask_patches_per_class.get(cls, 0):>14}"
-                f"{self.mask_pixels_per_class.get(cls, 0):>14}"
-            )
-        lines.append(
-            f"{'total':<16}{self.label_patches:>15}{self.mask_patches:>14}"
-            f"{sum(self.mask_pixels_per_class.values()):>14}"
-        )
-        return "\n".join(lines)
-
-    def to_json(self) -> dict:
-        document = asdict(self)
-        document["mask_patches"] = self.mask_patches
-        document["label_patches"] = self.label_patches
-        return document
 
 
 def _label_image_shape(path: Path) -> tuple[int, int]:
@@ -212,13 +142,7 @@ def _validate_inputs(
                         f"annotation {mask_path} is GeoJSON but no class map was given; expected "
                         f"--class-map such as 'Tumor=1,Stroma=2'"
                     )
-                for index, (name, _) in enumerate(read_geojson(mask_path)):
-                    if name not in class_map:
-                        raise DataError(
-                            f"GeoJSON {mask_path}: feature {index} has class {name!r}, which is "
-                            f"not in the class map {dict(class_map)}; expected one of "
-                            f"{sorted(class_map)} (add it, for example --class-map '{name}=<index>')"
-                        )
+                check_classes(read_geojson(mask_path), class_map, mask_path)
             else:
                 if not mask_path.is_file():
                     raise DataError(f"annotation mask {mask_path} does not exist or is not a file")
@@ -355,11 +279,7 @@ def prepare_patches(
         if reference.suffix.lower() == ".json":
             normalizer = MacenkoNormalizer.load(reference)
         else:
-            from weaksegtf.slides.image_reader import read_plain_image
-
             image, _ = read_plain_image(reference)
-            from weaksegtf.slides.array_reader import as_rgb_uint8
-
             normalizer = MacenkoNormalizer().fit(as_rgb_uint8(image, str(reference)))
 
     report: Callable[[str, bool], None]
@@ -489,4 +409,12 @@ def prepare_patches(
     return summary
 
 
-__all__ = ["MASK_SET", "LABEL_SET", "PrepareSummary", "SlideSummary", "load_label_map", "prepare_patches"]
+__all__ = [
+    "LABEL_SET",
+    "MASK_SET",
+    "PreparationWarning",
+    "PrepareSummary",
+    "SlideSummary",
+    "load_label_map",
+    "prepare_patches",
+]
