@@ -251,3 +251,12 @@ def test_copy_of_real_slide_with_other_suffix_still_opens(tmp_path, cmu_slide):
     with open_slide(path) as slide:
         assert isinstance(slide, OpenSlideReader)
         assert slide.dimensions == (2220, 2967)
+
+
+def test_openslide_properties_fall_back_to_tiff_tags():
+    from weaksegtf.slides.openslide_reader import _mpp_from_properties
+
+    assert _mpp_from_properties({"openslide.mpp-x": "0.25", "openslide.mpp-y": "0.27"}) == pytest.approx(0.26)
+    tags = {"tiff.XResolution": "40000", "tiff.ResolutionUnit": "centimeter"}
+    assert _mpp_from_properties(tags) == pytest.approx(0.25)
+    assert _mpp_from_properties({"tiff.XResolution": "1", "tiff.ResolutionUnit": "none"}) is None
