@@ -28,10 +28,11 @@ from weaksegtf.preprocessing.label_map import (
     read_label_image,
     remap_labels,
 )
-from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer
+from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer, StainWarning
 from weaksegtf.preprocessing.patch_extraction import (
     EXTRACTIONS,
     Patch,
+    PatchPlan,
     patch_size_level0,
     plan_patches,
     read_patches,
@@ -149,6 +150,67 @@ def _validate_inputs(
                 check_aspect(
                     _label_image_shape(mask_path), slide.dimensions, mask_path.name, slide.name
                 )
+
+
+class _Tally:
+    """Running counts per class over all slides."""
+
+    def __init__(self) -> None:
+        self.label_patches: Counter[int] = Counter()
+        self.mask_patches: Counter[int] = Counter()
+        self.mask_pixels = np.zeros(256, dtype=np.int64)
+
+    def add(self, plan: PatchPlan, slide_summary: SlideSummary) -> None:
+        if plan.kind == LABEL:
+            slide_summary.label_patches += 1
+            self.label_patches[int(plan.label)] += 1
+        elif plan.kind == MASK and plan.mask is not None:
+            slide_summary.mask_patches += 1
+            self.mask_patches.update(c for c in plan.classes if c != IGNORE_INDEX)
+            self.mask_pixels += np.bincount(plan.mask.ravel(), minlength=256)
+
+    def fill(self, summary: PrepareSummary) -> None:
+        pixels = self.mask_pixels.copy()
+        pixels[IGNORE_INDEX] = 0
+        summary.label_patches_per_class = dict(sorted(self.label_patches.items()))
+        summary.mask_patches_per_class = dict(sorted(self.mask_patches.items()))
+        summary.mask_pixels_per_class = {int(c): int(pixels[c]) for c in np.flatnonzero(pixels)}
+
+
+def _write_patches(
+    slide: SlideReader,
+    slide_path: Path,
+    plans: Sequence[PatchPlan],
+    writer: PatchSetWriter,
+    normalizer: MacenkoNormalizer | None,
+    patch_mpp: float,
+    patch_size_px: int,
+    tally: _Tally,
+    slide_summary: SlideSummary,
+    report: Callable[[str], None],
+) -> None:
+    """Read, optionally stain-normalise (in batches) and write every kept plan."""
+    kept = sum(p.kind != IGNORE for p in plans)
+    batch: list[Patch] = []
+
+    def flush() -> None:
+        if normalizer is not None and batch:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StainWarning)  # counted instead
+                images = normalizer.transform(np.stack([p.image for p in batch]))
+            for patch, image in zip(batch, images):
+                patch.image = image
+        for patch in batch:
+            writer.write(patch, str(slide_path))
+        batch.clear()
+
+    for done, patch in enumerate(read_patches(slide, plans, patch_mpp, patch_size_px), start=1):
+        batch.append(patch)
+        tally.add(patch.plan, slide_summary)
+        if len(batch) >= _STAIN_BATCH:
+            flush()
+        report(f"{done}/{kept} patches")
+    flush()
 
 
 class _Progress:
@@ -290,9 +352,8 @@ def prepare_patches(
 
     out = Path(out_dir)
     summary = PrepareSummary(out_dir=str(out))
-    label_counts: Counter[int] = Counter()
-    mask_patch_counts: Counter[int] = Counter()
-    mask_pixels = np.zeros(256, dtype=np.int64)
+    tally = _Tally()
+    stems: Counter[str] = Counter()
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     with PatchSetWriter(out, overwrite=overwrite) as writer:
         if normalizer is not None:
@@ -336,43 +397,19 @@ def prepare_patches(
                     ignored_by_rule=sum(p.kind == IGNORE and p.reason != "tissue" for p in plans),
                     ignored_for_tissue=sum(p.reason == "tissue" for p in plans),
                 )
-                kept = sum(p.kind != IGNORE for p in plans)
-                batch: list[Patch] = []
-
-                def flush() -> None:
-                    if normalizer is not None and batch:
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            images = normalizer.transform(np.stack([p.image for p in batch]))
-                        for patch, image in zip(batch, images):
-                            patch.image = image
-                    for patch in batch:
-                        writer.write(patch, str(slide_path))
-                    batch.clear()
-
-                done = 0
-                for patch in read_patches(slide, plans, patch_mpp, patch_size_px):
-                    batch.append(patch)
-                    done += 1
-                    plan = patch.plan
-                    if plan.kind == LABEL:
-                        slide_summary.label_patches += 1
-                        label_counts[int(plan.label)] += 1
-                    elif plan.kind == MASK:
-                        slide_summary.mask_patches += 1
-                        mask_patch_counts.update(plan.classes)
-                        mask_pixels += np.bincount(plan.mask.ravel(), minlength=256)
-                    if len(batch) >= _STAIN_BATCH:
-                        flush()
-                    report(f"{prefix}: {done}/{kept} patches", False)
-                flush()
+                _write_patches(
+                    slide, slide_path, plans, writer, normalizer, patch_mpp, patch_size_px,
+                    tally, slide_summary, lambda text: report(f"{prefix}: {text}", False),
+                )
 
                 thumbnail, thumbnail_mpp = slide.thumbnail(thumbnail_size_px)
                 side0 = patch_size_level0(patch_size_px, patch_mpp, slide.mpp)
                 overlay = draw_patch_overlay(
                     tissue.overlay(thumbnail), plans, thumbnail_mpp / slide.mpp, side0
                 )
-                stem = slide_path.stem
+                stems[slide_path.stem] += 1  # two slides may share a file name
+                count = stems[slide_path.stem]
+                stem = slide_path.stem if count == 1 else f"{slide_path.stem}_{count}"
                 write_png(out / "thumbnails" / f"{stem}.png", overlay)
                 write_png(out / "thumbnails" / f"{stem}_tissue.png", tissue.to_image())
 
@@ -384,7 +421,7 @@ def prepare_patches(
                 )
                 summary.warnings.append(message)
                 warnings.warn(message, PreparationWarning, stacklevel=2)
-            elif kept == 0:
+            elif slide_summary.mask_patches + slide_summary.label_patches == 0:
                 message = (
                     f"slide {slide_path} gave zero patches: {slide_summary.ignored_for_tissue} "
                     f"tiles had under {min_tissue_fraction:.0%} tissue and "
@@ -399,12 +436,9 @@ def prepare_patches(
                 True,
             )
 
-    mask_pixels[IGNORE_INDEX] = 0
-    summary.label_patches_per_class = dict(sorted(label_counts.items()))
-    summary.mask_patches_per_class = {
-        c: n for c, n in sorted(mask_patch_counts.items()) if c != IGNORE_INDEX
-    }
-    summary.mask_pixels_per_class = {int(c): int(mask_pixels[c]) for c in np.flatnonzero(mask_pixels)}
+    tally.fill(summary)
+    if normalizer is not None:
+        summary.stain_unchanged_patches = normalizer.n_unchanged
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary
 

@@ -35,6 +35,8 @@ class PrepareSummary:
         mask_pixels_per_class: dict int -> int. Mask-set pixels per class
             (255, not annotated, excluded).
         warnings: list of str. Slides that gave no patches, and why.
+        stain_unchanged_patches: int. Patches with too little stain to
+            normalise, written unchanged (0 without a stain reference).
     """
 
     out_dir: str
@@ -43,6 +45,7 @@ class PrepareSummary:
     mask_patches_per_class: dict[int, int] = field(default_factory=dict)
     mask_pixels_per_class: dict[int, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    stain_unchanged_patches: int = 0
 
     @property
     def mask_patches(self) -> int:
