@@ -153,3 +153,14 @@ def test_cli_help_is_instant_and_imports_no_tensorflow():
     with pytest.raises(SystemExit) as exit_info:
         demo_cli.main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_augmented_streams_keep_shapes_and_dtypes():
+    mx, my, _ = _arrays(4)
+    lx, _, ly = _arrays(4)
+    dataset, _ = make_train_dataset(mx, my, lx, ly, batch_size=2, augment=True)
+    batch = next(iter(dataset))
+    assert tuple(batch["mask"][0].shape) == (2, 32, 32, 3) and batch["mask"][0].dtype.name == "float32"
+    assert tuple(batch["mask"][1].shape) == (2, 32, 32)
+    # Masks stay class indices after geometric augmentation (nearest resampling).
+    assert set(np.unique(batch["mask"][1].numpy())) <= {0, 1, 2}
