@@ -10,19 +10,41 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.errors import ConfigError
-from weaksegtf.losses import IGNORE_VALUE, weighted_cross_entropy
+from weaksegtf.losses import (
+    DEFAULT_GROUP_SIZE,
+    IGNORE_VALUE,
+    instance_balanced_cross_entropy,
+    inter_instance_loss,
+    intra_instance_loss,
+    intra_inter_instance_loss,
+    minibatch_balanced_cross_entropy,
+    weighted_cross_entropy,
+)
 from weaksegtf.metrics.keras_metrics import DiceScore, MeanIoU, PixelAccuracy
 from weaksegtf.models.classifier_head import ClassifierHead
 from weaksegtf.models.resnet18_encoder import ResNet18Encoder
 from weaksegtf.models.segmentation_head import SegmentationHead
+from weaksegtf.models.unet_backbone import UNetBackbone
 
 # Inputs are RGB in [0, 255]; the ImageNet normalisation of torchvision's
 # ResNet-18 is part of the graph, so ONNX and TF Serving users feed raw pixels.
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 UPDATES = ("joint", "sequential")
-ARCHITECTURES = ("resnet18",)
+ARCHITECTURES = ("resnet18", "unet")
+#: Pixel losses of the mask stream: class-weighted (Ciga & Martel), or the
+#: sparse-annotation balancing of Bokhorst et al. (2018) eqs. 1 and 2.
+SEGMENTATION_LOSSES = ("weighted_ce", "instance_balanced", "minibatch_balanced")
+#: Label super-resolution losses of the low-resolution stream, Zhao et al. (2019).
+LOWRES_LOSSES = {
+    "intra": intra_instance_loss,
+    "inter": inter_instance_loss,
+    "intra_inter": intra_inter_instance_loss,
+}
+#: Training streams, in the order ``update="sequential"`` applies them.
+PHASES = ("mask", "label", "lowres")
 
 
 def metric_safe(name: str) -> str:
@@ -32,37 +54,62 @@ def metric_safe(name: str) -> str:
 
 @keras.saving.register_keras_serializable(package="weaksegtf")
 class WeakSegmenter(keras.Model):
-    """Segmentation network that also learns from image-level labels.
+    """Segmentation network that also learns from image-level and block-level labels.
 
-    A ResNet-18 encoder cut after layer3 feeds the segmentation decoder of
-    Table A.2; a classifier (Table A.3) runs on the segmentation logits before
-    their final interpolation (Fig. 1). The model maps an RGB batch in
-    ``[0, 255]``, ``(B, H, W, 3)`` with H and W multiples of 16 (possibly
+    With ``architecture="resnet18"`` (Ciga & Martel 2021), a ResNet-18 encoder
+    cut after layer3 feeds the segmentation decoder of Table A.2, and a
+    classifier (Table A.3) runs on the segmentation logits before their final
+    interpolation (Fig. 1). With ``architecture="unet"`` the five-level U-Net
+    of Bokhorst et al. (2018) and a 1x1 convolution give logits at full
+    resolution, so the final interpolation is the identity and the classifier
+    reads the full-resolution logits. Either way the model maps an RGB batch
+    in ``[0, 255]``, ``(B, H, W, 3)`` with H and W multiples of 16 (possibly
     unknown), to ``{"mask": (B, H, W, C) logits, "label": (B, C) logits}``.
 
-    ``train_step`` takes ``{"mask": (images, masks), "label": (images, labels)}``
-    (either key may be missing, and a plain ``(images, masks)`` tuple means
-    masks only) and runs the two steps of section 2.2: step 1, class-weighted
-    pixelwise cross-entropy on the masked batch through encoder and decoder
-    only; step 2, the label batch through the segmentation path and the
-    classifier with per-item cross-entropy. ``update="joint"`` (the default)
-    minimises ``L_seg + classification_weight * L_cls`` in one update, as the
-    paper states in section 2.3; ``update="sequential"`` applies step 1, then
-    step 2, as two optimizer updates.
+    ``train_step`` takes a dict of up to three streams, each a GAN-style
+    phase with its own loss:
+
+    - ``"mask": (images, masks)``: pixel loss on masks (255 = not annotated),
+      through encoder and decoder only: ``segmentation_loss`` picks
+      class-weighted cross-entropy or the instance / mini-batch balancing of
+      Bokhorst et al. for sparse annotations;
+    - ``"label": (images, labels)``: the segmentation path and the classifier,
+      per-item cross-entropy (section 2.2 of Ciga & Martel);
+    - ``"lowres": (images, block_labels)``: label super-resolution (Zhao et
+      al. 2019) from one low-resolution label per image ``(B,)`` or a block
+      label map ``(B, R, C)`` (255 = unlabelled block), against ``joint_table``.
+
+    Any key may be missing; a plain ``(images, masks)`` tuple means masks
+    only. ``update="joint"`` (the default) minimises ``L_seg +
+    classification_weight * L_cls + lowres_weight * L_lowres`` in one update,
+    as Ciga & Martel state in section 2.3; ``update="sequential"`` applies the
+    phases one after the other, each as its own optimizer update.
 
     Args:
         num_classes: int. Number of classes C, background included. Defaults to ``3``.
         class_names: list of str, optional. One name per class. Defaults to
             ``["class_0", ...]``.
-        architecture: str. Encoder family. Defaults to ``"resnet18"``.
-        decoder_filters: int. Hidden channels of the decoder. Defaults to ``64``.
+        architecture: str. ``"resnet18"`` or ``"unet"``. Defaults to ``"resnet18"``.
+        decoder_filters: int. Hidden channels of the ResNet decoder. Defaults to ``64``.
         classifier_hidden: int. Bottleneck of the classifier. Defaults to ``8``.
-        class_weights: list of float, optional. Pixel weights of the segmentation
-            loss, one per class. Defaults to ``None`` (all ones); see
+        class_weights: list of float, optional. Pixel weights of the
+            ``"weighted_ce"`` loss, one per class. Defaults to ``None`` (all
+            ones: every annotated pixel counts the same, Bokhorst et al.'s
+            "mask of valid pixels, no balancing"); see
             ``weaksegtf.losses.class_weights_from_counts``.
         update: str. ``"joint"`` or ``"sequential"``. Defaults to ``"joint"``.
         classification_weight: float. Weight of L_cls in the joint loss. Defaults to ``1.0``.
         ignore_value: int. Mask value meaning "not annotated". Defaults to ``255``.
+        unet_filters: int. Filters of the U-Net's first level. Defaults to ``32``.
+        segmentation_loss: str. ``"weighted_ce"``, ``"instance_balanced"``
+            (eq. 1) or ``"minibatch_balanced"`` (eq. 2). Defaults to ``"weighted_ce"``.
+        joint_table: JointDistributionTable or its ``to_dict()``, optional.
+            Needed by the ``"lowres"`` stream. Defaults to ``None``.
+        lowres_loss: str. ``"intra"`` (Zhao eqs. 1-5), ``"inter"`` (6-9) or
+            ``"intra_inter"`` (10-11). Defaults to ``"intra_inter"``.
+        lowres_group_size: int or None. Blocks per group for the inter-instance
+            statistics (``None``: the whole batch). Defaults to ``15``.
+        lowres_weight: float. Weight of L_lowres in the joint loss. Defaults to ``1.0``.
         **kwargs: standard ``keras.Model`` arguments such as ``name``.
 
     Example:
@@ -71,6 +118,7 @@ class WeakSegmenter(keras.Model):
     >>> out = model(np.zeros((2, 64, 64, 3), "float32"))
     >>> out["mask"].shape, out["label"].shape
     (TensorShape([2, 64, 64, 3]), TensorShape([2, 3]))
+    >>> unet = WeakSegmenter(num_classes=2, architecture="unet", segmentation_loss="minibatch_balanced")
     """
 
     def __init__(
@@ -84,21 +132,34 @@ class WeakSegmenter(keras.Model):
         update: str = "joint",
         classification_weight: float = 1.0,
         ignore_value: int = IGNORE_VALUE,
+        unet_filters: int = 32,
+        segmentation_loss: str = "weighted_ce",
+        joint_table: JointDistributionTable | dict | None = None,
+        lowres_loss: str = "intra_inter",
+        lowres_group_size: int | None = DEFAULT_GROUP_SIZE,
+        lowres_weight: float = 1.0,
         **kwargs,
     ):
         class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-        _check_settings(num_classes, class_names, architecture, class_weights, update)
+        _check_settings(num_classes, class_names, architecture, class_weights, update, segmentation_loss, lowres_loss)
+        table = _table(joint_table, num_classes)
 
         # === Layers ===
         self.preprocess = layers.Normalization(
             mean=IMAGENET_MEAN_255, variance=[s**2 for s in IMAGENET_STD_255], name="preprocess"
         )
-        self.encoder = ResNet18Encoder(name="encoder")
-        self.segmentation_head = SegmentationHead(num_classes, decoder_filters, name="segmentation_head")
-        # Table A.2's final nearest interpolation: the head runs at 1/8 of the input.
-        self.interpolate = layers.UpSampling2D(
-            ResNet18Encoder.stride // 2, interpolation="nearest", name="interpolate"
-        )
+        if architecture == "unet":
+            self.encoder = UNetBackbone(filters=unet_filters, name="encoder")
+            self.segmentation_head = layers.Conv2D(num_classes, 1, name="segmentation_head")
+            # The U-Net's logits are already at full resolution.
+            self.interpolate = layers.Identity(name="interpolate")
+        else:
+            self.encoder = ResNet18Encoder(name="encoder")
+            self.segmentation_head = SegmentationHead(num_classes, decoder_filters, name="segmentation_head")
+            # Table A.2's final nearest interpolation: the head runs at 1/8 of the input.
+            self.interpolate = layers.UpSampling2D(
+                ResNet18Encoder.stride // 2, interpolation="nearest", name="interpolate"
+            )
         self.classifier_head = ClassifierHead(num_classes, classifier_hidden, name="classifier_head")
 
         # === Functional graph ===
@@ -121,6 +182,12 @@ class WeakSegmenter(keras.Model):
         self.update = update
         self.classification_weight = float(classification_weight)
         self.ignore_value = ignore_value
+        self.unet_filters = unet_filters
+        self.segmentation_loss = segmentation_loss
+        self.joint_table = None if table is None else table.to_dict()
+        self.lowres_loss = lowres_loss
+        self.lowres_group_size = lowres_group_size
+        self.lowres_weight = float(lowres_weight)
 
         # === Trackers (listed in `metrics`, so fit() resets them every epoch) ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -128,6 +195,7 @@ class WeakSegmenter(keras.Model):
         self.seg_accuracy_tracker = keras.metrics.Mean(name="seg_accuracy")
         self.cls_loss_tracker = keras.metrics.Mean(name="cls_loss")
         self.cls_accuracy_tracker = keras.metrics.Mean(name="cls_accuracy")
+        self.lowres_loss_tracker = keras.metrics.Mean(name="lowres_loss")
         self.eval_metrics = [PixelAccuracy(num_classes, ignore_value), MeanIoU(num_classes, ignore_value)] + [
             DiceScore(num_classes, c, ignore_value, name=f"dice_{metric_safe(n)}") for c, n in enumerate(class_names)
         ]
@@ -140,14 +208,23 @@ class WeakSegmenter(keras.Model):
 
     @property
     def segmentation_variables(self) -> list:
-        """Trainable weights of step 1 (encoder and decoder, no classifier)."""
+        """Trainable weights of the mask and low-resolution phases (encoder and decoder, no classifier)."""
         return self.encoder.trainable_variables + self.segmentation_head.trainable_variables
+
+    def pixel_loss(self, masks, logits):
+        """The mask stream's loss, as chosen by ``segmentation_loss``."""
+        if self.segmentation_loss == "instance_balanced":
+            return instance_balanced_cross_entropy(masks, logits, self.ignore_value)
+        if self.segmentation_loss == "minibatch_balanced":
+            return minibatch_balanced_cross_entropy(masks, logits, self.ignore_value)
+        return weighted_cross_entropy(masks, logits, self.class_weights, self.ignore_value)
+
+    # --- the three phases -------------------------------------------------------
 
     def _segmentation_loss(self, batch):
         images, masks = batch
         logits = self.interpolate(self.segment_low_res(images, training=True))
-        loss = weighted_cross_entropy(masks, logits, self.class_weights, self.ignore_value)
-        return loss, logits
+        return self.pixel_loss(masks, logits), logits
 
     def _classification_loss(self, batch):
         images, labels = batch
@@ -155,6 +232,24 @@ class WeakSegmenter(keras.Model):
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         loss = ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         return loss, logits
+
+    def _lowres_loss(self, batch):
+        if self.joint_table is None:
+            raise ConfigError("a 'lowres' batch needs a joint_table; got WeakSegmenter(joint_table=None)")
+        images, block_labels = batch
+        logits = self.interpolate(self.segment_low_res(images, training=True))
+        table = self.joint_table
+        loss_fn = LOWRES_LOSSES[self.lowres_loss]
+        kwargs = {} if self.lowres_loss == "intra" else {"group_size": self.lowres_group_size}
+        return loss_fn(block_labels, ops.softmax(logits), table["mean"], table["std"], **kwargs), logits
+
+    def _phase(self, name: str, batch):
+        """``(loss, logits)`` of one phase, its weight in the joint loss, and the weights it trains."""
+        if name == "mask":
+            return self._segmentation_loss(batch), 1.0, self.segmentation_variables
+        if name == "label":
+            return self._classification_loss(batch), self.classification_weight, self.trainable_variables
+        return self._lowres_loss(batch), self.lowres_weight, self.segmentation_variables
 
     # --- training ------------------------------------------------------------
 
@@ -166,6 +261,7 @@ class WeakSegmenter(keras.Model):
             self.seg_accuracy_tracker,
             self.cls_loss_tracker,
             self.cls_accuracy_tracker,
+            self.lowres_loss_tracker,
             *self.eval_metrics,
         ]
 
@@ -178,48 +274,50 @@ class WeakSegmenter(keras.Model):
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
     def train_step(self, data):
-        mask_batch, label_batch = _split_batch(data)
-        logs = {}
-        if self.update == "sequential" and mask_batch is not None and label_batch is not None:
-            with tf.GradientTape() as tape:
-                seg_loss, seg_logits = self._segmentation_loss(mask_batch)
-            self._apply(seg_loss, tape, self.segmentation_variables)
-            with tf.GradientTape() as tape:
-                cls_loss, cls_logits = self._classification_loss(label_batch)
-            self._apply(cls_loss, tape, self.trainable_variables)
-            total = seg_loss + cls_loss
+        batches = _split_batch(data)
+        results = {}  # phase -> (loss, logits)
+        if self.update == "sequential" and len(batches) > 1:
+            # One optimizer update per phase, in PHASES order.
+            for name, batch in batches.items():
+                with tf.GradientTape() as tape:
+                    results[name], _, variables = self._phase(name, batch)
+                self._apply(results[name][0], tape, variables)
+            total = sum(loss for loss, _ in results.values())
         else:
+            # One update on the weighted sum; the classifier only trains when labels are present.
             with tf.GradientTape() as tape:
                 total = 0.0
-                if mask_batch is not None:
-                    seg_loss, seg_logits = self._segmentation_loss(mask_batch)
-                    total = total + seg_loss
-                if label_batch is not None:
-                    cls_loss, cls_logits = self._classification_loss(label_batch)
-                    total = total + self.classification_weight * cls_loss
-            variables = self.trainable_variables if label_batch is not None else self.segmentation_variables
+                for name, batch in batches.items():
+                    results[name], weight, _ = self._phase(name, batch)
+                    total = total + weight * results[name][0]
+            variables = self.trainable_variables if "label" in batches else self.segmentation_variables
             self._apply(total, tape, variables)
+        return self._log(batches, results, total)
 
+    def _log(self, batches, results, total) -> dict:
         self.loss_tracker.update_state(total)
-        logs["loss"] = self.loss_tracker.result()
-        if mask_batch is not None:
+        logs = {"loss": self.loss_tracker.result()}
+        if "mask" in results:
+            seg_loss, seg_logits = results["mask"]
             self.seg_loss_tracker.update_state(seg_loss)
-            self.seg_accuracy_tracker.update_state(
-                _masked_accuracy(mask_batch[1], seg_logits, self.ignore_value)
-            )
+            self.seg_accuracy_tracker.update_state(_masked_accuracy(batches["mask"][1], seg_logits, self.ignore_value))
             logs["seg_loss"] = self.seg_loss_tracker.result()
             logs["seg_accuracy"] = self.seg_accuracy_tracker.result()
-        if label_batch is not None:
+        if "label" in results:
+            cls_loss, cls_logits = results["label"]
             self.cls_loss_tracker.update_state(cls_loss)
-            self.cls_accuracy_tracker.update_state(_masked_accuracy(label_batch[1], cls_logits, -1))
+            self.cls_accuracy_tracker.update_state(_masked_accuracy(batches["label"][1], cls_logits, -1))
             logs["cls_loss"] = self.cls_loss_tracker.result()
             logs["cls_accuracy"] = self.cls_accuracy_tracker.result()
+        if "lowres" in results:
+            self.lowres_loss_tracker.update_state(results["lowres"][0])
+            logs["lowres_loss"] = self.lowres_loss_tracker.result()
         return logs
 
     def test_step(self, data):
         images, masks = data[0], data[1]
         logits = self(images, training=False)["mask"]
-        loss = weighted_cross_entropy(masks, logits, self.class_weights, self.ignore_value)
+        loss = self.pixel_loss(masks, logits)
         self.loss_tracker.update_state(loss)
         for metric in self.eval_metrics:
             metric.update_state(masks, logits)
@@ -243,6 +341,12 @@ class WeakSegmenter(keras.Model):
             "update": self.update,
             "classification_weight": self.classification_weight,
             "ignore_value": self.ignore_value,
+            "unet_filters": self.unet_filters,
+            "segmentation_loss": self.segmentation_loss,
+            "joint_table": self.joint_table,
+            "lowres_loss": self.lowres_loss,
+            "lowres_group_size": self.lowres_group_size,
+            "lowres_weight": self.lowres_weight,
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -252,7 +356,9 @@ class WeakSegmenter(keras.Model):
         return cls(**config)
 
 
-def _check_settings(num_classes, class_names, architecture, class_weights, update) -> None:
+def _check_settings(
+    num_classes, class_names, architecture, class_weights, update, segmentation_loss, lowres_loss
+) -> None:
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if len(class_names) != num_classes:
@@ -263,18 +369,41 @@ def _check_settings(num_classes, class_names, architecture, class_weights, updat
         raise ConfigError(f"got {len(class_weights)} class weights for {num_classes} classes")
     if update not in UPDATES:
         raise ConfigError(f"update {update!r} is unknown; expected one of {UPDATES}")
+    if segmentation_loss not in SEGMENTATION_LOSSES:
+        raise ConfigError(f"segmentation_loss {segmentation_loss!r} is unknown; expected one of {SEGMENTATION_LOSSES}")
+    if class_weights is not None and segmentation_loss != "weighted_ce":
+        raise ConfigError(
+            f"class_weights apply to segmentation_loss='weighted_ce' only; {segmentation_loss!r} "
+            f"computes its own weights from each batch"
+        )
+    if lowres_loss not in LOWRES_LOSSES:
+        raise ConfigError(f"lowres_loss {lowres_loss!r} is unknown; expected one of {tuple(LOWRES_LOSSES)}")
 
 
-def _split_batch(data):
-    """``(mask_batch, label_batch)`` from a training element; either may be None."""
+def _table(joint_table, num_classes: int) -> JointDistributionTable | None:
+    """The joint table as a validated object, with one column per class."""
+    if joint_table is None:
+        return None
+    if not isinstance(joint_table, JointDistributionTable):
+        joint_table = JointDistributionTable.from_dict(dict(joint_table))
+    if joint_table.num_classes != num_classes:
+        raise ConfigError(
+            f"the joint table from {joint_table.source} has {joint_table.num_classes} class columns; "
+            f"expected one per class of the model ({num_classes})"
+        )
+    return joint_table
+
+
+def _split_batch(data) -> dict:
+    """``{phase: (images, targets)}`` from a training element, in :data:`PHASES` order."""
     if isinstance(data, (tuple, list)) and isinstance(data[0], dict):
         data = data[0]  # train_on_batch(x=dict) passes (x, None, None)
     if isinstance(data, dict):
-        unknown = set(data) - {"mask", "label"}
+        unknown = set(data) - set(PHASES)
         if unknown or not data:
-            raise ConfigError(f"training batches need keys 'mask' and/or 'label', got {sorted(data)}")
-        return data.get("mask"), data.get("label")
-    return (data[0], data[1]), None
+            raise ConfigError(f"training batches need keys among {PHASES}, got {sorted(data)}")
+        return {name: data[name] for name in PHASES if name in data}
+    return {"mask": (data[0], data[1])}
 
 
 def _masked_accuracy(y_true, logits, ignore_value: int):
