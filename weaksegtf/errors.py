@@ -26,3 +26,22 @@ class ConfigError(WeaksegError, ValueError):
 
 class SlideError(WeaksegError, ValueError):
     """A slide is unreadable, is not a slide, or lacks information such as its mpp."""
+
+
+class ModelFileError(WeaksegError, ValueError):
+    """A model file is missing, unreadable, or not a weaksegtf model (``.keras`` or exported ``.onnx``)."""
+
+
+class ExportError(WeaksegError, RuntimeError):
+    """An export could not be written or run; nothing was left on disk."""
+
+
+class ParityError(ExportError):
+    """An exported model disagrees with its source beyond the tolerance; nothing was left on disk.
+
+    ``report`` holds the numbers that failed (a ``weaksegtf.export.ParityReport``).
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,74 @@
+"""All-or-nothing outputs: write beside the targets, rename them all only once every check passed.
+
+A failed parity check, a failed int8 agreement or an exception leaves none
+of the outputs behind, and an existing output is replaced only at the very
+end (a rename, so readers never see half a file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import TracebackType
+
+
+class StagedOutputs:
+    """Temporary siblings of final paths; :meth:`commit` renames them, anything else removes them.
+
+    Example:
+    >>> with StagedOutputs() as staged:  # doctest: +SKIP
+    ...     tmp = staged.file("model.onnx")
+    ...     tmp.write_bytes(data)
+    ...     staged.commit()  # without this line, nothing is written
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+        self.committed = False
+
+    def file(self, final: str | os.PathLike) -> Path:
+        """A temporary path beside ``final`` (same folder, so the rename is atomic)."""
+        final = Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".{final.name}.partial-{os.getpid()}")
+        self._remove(temporary)
+        self._staged.append((temporary, final))
+        return temporary
+
+    def directory(self, final: str | os.PathLike) -> Path:
+        """A temporary folder path beside ``final``; it does not exist yet."""
+        return self.file(final)
+
+    def commit(self) -> None:
+        """Move every staged output to its final path."""
+        for temporary, final in self._staged:
+            if temporary.is_dir():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                if final.exists():
+                    os.replace(final, old)
+                os.replace(temporary, final)
+                self._remove(old)
+            else:
+                os.replace(temporary, final)
+        self.committed = True
+
+    def discard(self) -> None:
+        for temporary, _ in self._staged:
+            self._remove(temporary)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+    def __enter__(self) -> "StagedOutputs":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if not self.committed:
+            self.discard()
