@@ -130,11 +130,15 @@ def plot_sweep(summary: list[dict], experiment: str, path: PathLike, metrics: di
     columns = min(3, len(metrics))
     rows = -(-len(metrics) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
-    suffix = "_rel" if relative else ""
     styles = {"S": ("x", "-"), "S2+C2": ("x", "-")}
     percents = sorted({e["percent"] for e in entries})
     log_x = experiment == "segmentation" and percents[0] > 0
+    reference = entries[0].get("relative_to")
     for axis, (metric, label) in zip(axes.ravel(), metrics.items()):
+        # A reference mean of 0 (e.g. an untrained classifier) leaves no relative value: draw absolute ones.
+        panel_relative = relative and any(e.get(f"{metric}_rel_mean") is not None for e in entries)
+        suffix = "_rel" if panel_relative else ""
+        axis.set_ylabel(f"relative to {reference}" if panel_relative else "value")
         for mode in modes:
             points = [e for e in entries if e["mode"] == mode and e.get(f"{metric}{suffix}_mean") is not None]
             if not points:
@@ -145,7 +149,7 @@ def plot_sweep(summary: list[dict], experiment: str, path: PathLike, metrics: di
             marker, line = styles.get(mode, ("o", "-"))
             axis.plot(x, mean, marker=marker, linestyle=line, label=mode)
             axis.fill_between(x, mean - std, mean + std, alpha=0.2)
-        if relative:
+        if panel_relative:
             axis.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
         if log_x:
             axis.set_xscale("log")
@@ -156,11 +160,8 @@ def plot_sweep(summary: list[dict], experiment: str, path: PathLike, metrics: di
         axis.grid(alpha=0.3)
     for axis in axes.ravel()[len(metrics):]:
         axis.axis("off")
-    axes.ravel()[0].legend(fontsize=8)
-    reference = entries[0].get("relative_to")
-    ylabel = f"relative to {reference}" if relative and reference else "value"
-    for axis in axes[:, 0]:
-        axis.set_ylabel(ylabel)
+    if axes.ravel()[0].get_legend_handles_labels()[0]:
+        axes.ravel()[0].legend(fontsize=8)
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
