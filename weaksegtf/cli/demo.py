@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam learning rate (default: %(default)s; the paper's 1e-4 needs ~100 epochs)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--no-export", dest="export_onnx", action="store_false",
+                        help="skip the final model.onnx export and its parity check against Keras")
     return parser
 
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_demo(args.out, glas=args.glas, mode=args.mode, epochs=args.epochs,
                           n_images=args.n_images, masked=masked,
-                          learning_rate=args.lr, seed=args.seed)
+                          learning_rate=args.lr, seed=args.seed, export_onnx=args.export_onnx)
     except WeaksegError as error:
         return fail(str(error))
     _print_summary(result)
@@ -51,6 +53,10 @@ def _print_summary(result) -> None:
     print(f"metrics:     {result.metrics_path}")
     if result.overlay_path:
         print(f"predictions: {result.overlay_path}")
+    onnx = result.metrics.get("onnx")
+    if onnx:
+        print(f"onnx:        {onnx['path']} (max |logit - Keras| {onnx['max_abs_logit_diff']:.1e}, "
+              f"argmax agreement {onnx['argmax_agreement']:.2%})")
     if validation:
         dice = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in validation["dice"].items())
         print(f"validation:  pixel accuracy {validation['pixel_accuracy']:.3f}, "
