@@ -265,6 +265,14 @@ class WeakSegmenter(keras.Model):
             *self.eval_metrics,
         ]
 
+    def make_train_function(self, force=False):
+        # Build the optimizer on every weight before tracing, not lazily inside
+        # the first traced train_step: creating its variables there makes
+        # tf.function trace the step twice (about 40 % of the first step).
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force)
+
     def _apply(self, loss, tape, variables) -> None:
         if not self.optimizer.built:
             # Build on every weight, so later phases may update any subset of them.
