@@ -2,8 +2,10 @@
 
 Ciga & Martel section 3.3: **S** uses s% of the images with masks; **S+C** adds
 the other (100 - s)% as label-only images; **S+C*** uses s% masks plus *all*
-images as labels; **C** uses labels only. The library functions here are what
-``weakseg-train`` and ``weakseg-demo`` call.
+images as labels; **C** uses labels only. **LR** trains from low-resolution
+(block) labels alone with a label super-resolution loss (Zhao et al. 2019);
+in the other modes, low-resolution data, when given, joins as a third stream.
+The library functions here are what ``weakseg-train`` and ``weakseg-demo`` call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.metrics.confusion import confusion_matrix, dice_per_class, iou_per_class, pixel_accuracy
 
-MODES = ("S", "S+C", "S+C*", "C")
+MODES = ("S", "S+C", "S+C*", "C", "LR")
 IGNORE_VALUE = 255
 DEFAULT_BATCH_SIZE = 20  # section 2.3
 DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
@@ -59,6 +61,29 @@ def check_arrays(
         raise DataError(f"{what}: {kind} {int(bad.flat[0])} is out of range for {num_classes} classes")
 
 
+def check_block_labels(images: np.ndarray, block_labels: np.ndarray, joint_table, what: str = "low-resolution set") -> None:
+    """Low-resolution images and block labels, checked before TensorFlow sees them.
+
+    ``block_labels`` is ``(N,)`` (one block per image) or ``(N, R, C)`` (a block
+    grid that tiles each image); every value is a row of ``joint_table`` or
+    255 (unlabelled block).
+    """
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise DataError(f"{what} images must be (N, H, W, 3), got {images.shape}")
+    if images.shape[1] % 16 or images.shape[2] % 16:
+        raise ConfigError(f"{what} tiles are {images.shape[1]}x{images.shape[2]}; height and width must be multiples of 16")
+    if len(block_labels) != len(images):
+        raise DataError(f"{what}: {len(images)} images but {len(block_labels)} block-label maps")
+    if block_labels.ndim not in (1, 3):
+        raise DataError(f"{what}: block labels have shape {block_labels.shape}; expected (N,) or (N, rows, cols)")
+    if block_labels.ndim == 3 and (images.shape[1] % block_labels.shape[1] or images.shape[2] % block_labels.shape[2]):
+        raise DataError(
+            f"{what}: a {block_labels.shape[1]}x{block_labels.shape[2]} block-label map does not tile "
+            f"{images.shape[1]}x{images.shape[2]} images"
+        )
+    joint_table.check_block_labels(block_labels, what)
+
+
 def make_train_dataset(
     mask_images: np.ndarray | None,
     masks: np.ndarray | None,
@@ -67,12 +92,16 @@ def make_train_dataset(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     augment: bool = False,
+    lowres_images: np.ndarray | None = None,
+    block_labels: np.ndarray | None = None,
 ):
-    """Zipped tf.data stream of ``{"mask": (x, y), "label": (x, y)}`` and its epoch length.
+    """Zipped tf.data stream of ``{"mask": (x, y), "label": (x, y), "lowres": (x, z)}`` and its epoch length.
 
-    Each stream is shuffled and repeated forever, so the shorter one repeats;
-    an epoch is ``ceil(max(n_mask, n_label) / batch_size)`` steps, i.e. one
-    pass over the larger stream.
+    Each stream is shuffled and repeated forever, so the shorter ones repeat;
+    an epoch is ``ceil(max(n_mask, n_label, n_lowres) / batch_size)`` steps,
+    i.e. one pass over the largest stream. Streams without data are left out.
+    Augmentation of the label and low-resolution streams is colour-only, as
+    flips and elastic warps would have to move the block labels too.
     """
     import tensorflow as tf
 
@@ -98,8 +127,11 @@ def make_train_dataset(
     if label_images is not None and len(label_images):
         streams["label"] = stream(label_images, labels.astype(np.int32), label_aug)
         sizes.append(len(label_images))
+    if lowres_images is not None and len(lowres_images):
+        streams["lowres"] = stream(lowres_images, np.asarray(block_labels).astype(np.int32), label_aug)
+        sizes.append(len(lowres_images))
     if not streams:
-        raise ConfigError("no training data: both the mask set and the label set are empty")
+        raise ConfigError("no training data: the mask set, the label set and the low-resolution set are empty")
     steps = math.ceil(max(sizes) / batch_size)
     return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE), steps
 
@@ -128,6 +160,8 @@ def select_streams(
         raise ConfigError(f"mode {mode} needs a non-empty label set, got 0 label images")
     if mode == "S":
         return mask_images, masks, None, None
+    if mode == "LR":
+        return None, None, None, None
     if mode == "C":
         return None, None, label_images, labels
     if mode == "S+C*":
@@ -162,6 +196,15 @@ def train_weak_segmenter(
     mask_labels: np.ndarray | None = None,
     callbacks: list | None = None,
     verbose: int | str = "auto",
+    architecture: str = "resnet18",
+    unet_filters: int = 32,
+    segmentation_loss: str = "weighted_ce",
+    lowres_images: np.ndarray | None = None,
+    block_labels: np.ndarray | None = None,
+    joint_table=None,
+    lowres_loss: str = "intra_inter",
+    lowres_group_size: int | None = 15,
+    lowres_weight: float = 1.0,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -170,13 +213,29 @@ def train_weak_segmenter(
             indices (255 = not annotated), or ``None``.
         label_images, labels: ``(M, H, W, 3)`` uint8 tiles and ``(M,)`` labels, or ``None``.
         num_classes: int. Number of classes, background included.
-        mode: str. ``"S"``, ``"S+C"``, ``"S+C*"`` or ``"C"``. Defaults to ``"S+C"``.
+        mode: str. ``"S"``, ``"S+C"``, ``"S+C*"``, ``"C"`` or ``"LR"``. Defaults to ``"S+C"``.
         validation: optional ``(images, masks)`` tiles for per-epoch validation.
         class_weights: ``"auto"`` (inverse pixel frequency in the masks), a list,
-            or ``None`` (unweighted). Defaults to ``"auto"``.
+            or ``None`` (unweighted). Only for ``segmentation_loss="weighted_ce"``;
+            ``"auto"`` means ``None`` for the balanced losses. Defaults to ``"auto"``.
         update: ``"joint"`` (paper, default) or ``"sequential"``.
-        encoder_weights: optional ``.pth`` (torchvision) or ``.weights.h5`` file.
-        Other arguments follow section 2.3 of the paper (Adam, lr 1e-4, batch 20).
+        encoder_weights: optional ``.pth`` (torchvision) or ``.weights.h5`` file (ResNet-18 only).
+        architecture: ``"resnet18"`` (Ciga & Martel) or ``"unet"`` (Bokhorst et al.).
+            Defaults to ``"resnet18"``.
+        unet_filters: int. First-level filters of the U-Net. Defaults to ``32``.
+        segmentation_loss: ``"weighted_ce"``, ``"instance_balanced"`` or
+            ``"minibatch_balanced"`` (sparse annotations, Bokhorst et al. eqs. 1-2).
+            Defaults to ``"weighted_ce"``.
+        lowres_images, block_labels: ``(K, H, W, 3)`` uint8 tiles and their
+            low-resolution labels, ``(K,)`` or ``(K, R, C)`` (255 = unlabelled
+            block), or ``None``. Required by mode ``"LR"``; a third stream otherwise.
+        joint_table: ``JointDistributionTable`` (or a ``.csv``/``.json`` path) for
+            the low-resolution stream.
+        lowres_loss: ``"intra"``, ``"inter"`` or ``"intra_inter"`` (Zhao et al.).
+            Defaults to ``"intra_inter"``.
+        lowres_group_size: int or None. Blocks per group. Defaults to ``15`` (the paper's).
+        lowres_weight: float. Weight of the low-resolution loss. Defaults to ``1.0``.
+        Other arguments follow section 2.3 of Ciga & Martel (Adam, lr 1e-4, batch 20).
     """
     import keras
 
@@ -191,23 +250,39 @@ def train_weak_segmenter(
         check_arrays(mask_images, masks, num_classes, "mask set")
     if label_images is not None:
         check_arrays(label_images, np.asarray(labels), num_classes, "label set")
+    joint_table = _load_joint_table(joint_table)
+    if mode == "LR" and (lowres_images is None or not len(lowres_images)):
+        raise ConfigError("mode LR needs low-resolution images and block labels, got none")
+    if lowres_images is not None and len(lowres_images):
+        if joint_table is None:
+            raise ConfigError("low-resolution images need a joint_table (a .csv or .json file, or JointDistributionTable)")
+        block_labels = np.asarray(block_labels)
+        check_block_labels(lowres_images, block_labels, joint_table)
+    else:
+        lowres_images = block_labels = None
+    if encoder_weights is not None and architecture != "resnet18":
+        raise ConfigError(f"encoder_weights are ResNet-18 weights; architecture {architecture!r} has none to load")
     if isinstance(class_weights, str):
         if class_weights != "auto":
             raise ConfigError(f"class_weights must be 'auto', a list or None, got {class_weights!r}")
         class_weights = None
-        if masks is not None:
+        if masks is not None and segmentation_loss == "weighted_ce":
             valid = masks[masks != IGNORE_VALUE]
             class_weights = class_weights_from_counts(np.bincount(valid, minlength=num_classes)).tolist()
 
     keras.utils.set_random_seed(seed)
     model = WeakSegmenter(
-        num_classes=num_classes, class_names=class_names, class_weights=class_weights, update=update
+        num_classes=num_classes, class_names=class_names, class_weights=class_weights, update=update,
+        architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
+        joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
+        lowres_weight=lowres_weight,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999))
     dataset, steps = make_train_dataset(
-        mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment
+        mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment,
+        lowres_images=lowres_images, block_labels=block_labels,
     )
     validation_data = None
     if validation is not None:
@@ -223,6 +298,17 @@ def train_weak_segmenter(
         verbose=verbose,
     )
     return model, history
+
+
+def _load_joint_table(joint_table):
+    """A ``JointDistributionTable`` from a table, its dict, a file path, or ``None``."""
+    from weaksegtf.data.joint_distribution_table import JointDistributionTable
+
+    if joint_table is None or isinstance(joint_table, JointDistributionTable):
+        return joint_table
+    if isinstance(joint_table, dict):
+        return JointDistributionTable.from_dict(joint_table)
+    return JointDistributionTable.from_file(joint_table)
 
 
 def predict_image(model, image: np.ndarray) -> np.ndarray:
@@ -310,12 +396,24 @@ def run_training(
     seed: int = 0,
     encoder_weights: str | Path | None = None,
     verbose: int | str = 2,
+    architecture: str = "resnet18",
+    unet_filters: int = 32,
+    segmentation_loss: str = "weighted_ce",
+    train_lowres=None,
+    joint_table=None,
+    lowres_loss: str = "intra_inter",
+    lowres_group_size: int | None = 15,
+    lowres_weight: float = 1.0,
 ) -> TrainingResult:
     """Train from a ``MaskSet``, a ``LabelSet`` and a validation ``MaskSet`` and write the results.
 
     Images are cut into ``tile_size_px`` tiles for training; validation runs on
-    whole images. Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
-    ``predictions.png`` (image | truth | prediction) into ``out_dir``.
+    whole images. ``train_lowres`` is a ``LabelSet`` whose labels are
+    low-resolution labels (rows of ``joint_table``): each of its images is one
+    block and is used whole, so they must share one size, a multiple of 16.
+    Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
+    ``predictions.png`` (image | truth | prediction) into ``out_dir``. The
+    other arguments are those of :func:`train_weak_segmenter`.
     """
     from weaksegtf.data import label_set_to_arrays, mask_set_to_arrays
     from weaksegtf.visualize import comparison_grid
@@ -333,6 +431,9 @@ def run_training(
     validation = None
     if val is not None and len(val):
         validation = mask_set_to_arrays(val, tile_size_px)
+    lowres_x = lowres_z = None
+    if train_lowres is not None and len(train_lowres):
+        lowres_x, lowres_z = _whole_blocks(train_lowres)
 
     start = time.perf_counter()
     model, history = train_weak_segmenter(
@@ -340,6 +441,9 @@ def run_training(
         num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
         class_weights=class_weights, update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
+        architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
+        lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
+        lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
     )
     train_seconds = time.perf_counter() - start
 
@@ -353,6 +457,10 @@ def run_training(
         "mode": mode,
         "n_mask_tiles": 0 if mask_x is None else int(len(mask_x)),
         "n_label_tiles": 0 if label_x is None else int(len(label_x)),
+        "n_lowres_images": 0 if lowres_x is None else int(len(lowres_x)),
+        "architecture": architecture,
+        "segmentation_loss": segmentation_loss,
+        "lowres_loss": lowres_loss if lowres_x is not None else None,
         "epochs": epochs,
         "steps_per_epoch": history.params.get("steps"),
         "train_seconds": round(train_seconds, 1),
@@ -371,3 +479,14 @@ def run_training(
     metrics_path = out_dir / "metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
     return TrainingResult(model_path, history_path, metrics_path, overlay_path, metrics)
+
+
+def _whole_blocks(label_set) -> tuple[np.ndarray, np.ndarray]:
+    """Images and low-resolution labels of a ``LabelSet`` whose images are whole blocks."""
+    sizes = sorted({image.shape[:2] for image in label_set.images})
+    if len(sizes) != 1 or sizes[0][0] % 16 or sizes[0][1] % 16:
+        raise DataError(
+            f"low-resolution images are whole blocks and must share one size with sides multiples of 16; "
+            f"got sizes {sizes[:4]}"
+        )
+    return np.stack(label_set.images), np.asarray(label_set.labels, np.int32)
