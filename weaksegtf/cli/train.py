@@ -13,7 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="weakseg-train",
         description="Train a WeakSegmenter from folders. A mask set is images/*.png + masks/*.png "
         "(uint8 class indices, 255 = not annotated); a label set is images + labels.csv (path,label) "
-        "or one sub-folder per class. Writes model.keras, history.csv, metrics.json and predictions.png.",
+        "or one sub-folder per class; a low-resolution set is a label set whose labels are rows of "
+        "--joint-table, one whole image per block. Writes model.keras, history.csv, metrics.json and "
+        "predictions.png.",
     )
     parser.add_argument("--masks", help="mask-set folder (images/, masks/)")
     parser.add_argument("--labels", help="label-set folder (labels.csv or one folder per class)")
@@ -21,7 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--classes", required=True,
                         help="comma-separated class names, background first, e.g. 'background,benign,malignant'")
-    parser.add_argument("--mode", default="S+C", choices=["S", "S+C", "S+C*", "C"], help="data mode (default: %(default)s)")
+    parser.add_argument("--lowres", help="low-resolution set folder: images + labels.csv of block labels (rows of --joint-table)")
+    parser.add_argument("--mode", default="S+C", choices=["S", "S+C", "S+C*", "C", "LR"],
+                        help="data mode; LR = low-resolution labels only (default: %(default)s)")
+    parser.add_argument("--architecture", default="resnet18", choices=["resnet18", "unet"],
+                        help="ResNet-18 of Ciga & Martel or U-Net of Bokhorst et al. (default: %(default)s)")
+    parser.add_argument("--unet-filters", type=int, default=32, help="U-Net first-level filters (default: %(default)s)")
+    parser.add_argument("--loss", default="weighted_ce", choices=["weighted_ce", "instance_balanced", "minibatch_balanced"],
+                        help="mask loss; the balanced ones are for sparse annotations (default: %(default)s)")
+    parser.add_argument("--joint-table", help="joint distribution table (.csv or .json) for --lowres")
+    parser.add_argument("--lowres-loss", default="intra_inter", choices=["intra", "inter", "intra_inter"],
+                        help="label super-resolution loss (default: %(default)s)")
+    parser.add_argument("--group-size", type=int, default=15,
+                        help="blocks per group of the inter-instance statistics (default: %(default)s)")
+    parser.add_argument("--lowres-weight", type=float, default=1.0, help="weight of the low-resolution loss (default: %(default)s)")
     parser.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=20, help="batch size of each stream (default: %(default)s)")
@@ -48,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
     from weaksegtf.data import LabelSet, MaskSet
+    from weaksegtf.data.joint_distribution_table import JointDistributionTable
     from weaksegtf.errors import WeaksegError
     from weaksegtf.training import run_training
 
@@ -56,11 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         masks = MaskSet.from_folder(args.masks, len(class_names)) if args.masks else None
         labels = LabelSet.from_folder(args.labels, len(class_names), class_names) if args.labels else None
         val = MaskSet.from_folder(args.val, len(class_names)) if args.val else None
+        table = JointDistributionTable.from_file(args.joint_table) if args.joint_table else None
+        lowres = None
+        if args.lowres:
+            lowres = LabelSet.from_folder(args.lowres, class_names=table.labels if table else None)
         result = run_training(
             masks, labels, val, args.out, class_names=class_names, mode=args.mode,
             tile_size_px=args.tile_size, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.lr, class_weights=parse_class_weights(args.class_weights),
             update=args.update, augment=args.augment, encoder_weights=args.encoder_weights, seed=args.seed,
+            architecture=args.architecture, unet_filters=args.unet_filters, segmentation_loss=args.loss,
+            train_lowres=lowres, joint_table=table, lowres_loss=args.lowres_loss,
+            lowres_group_size=args.group_size, lowres_weight=args.lowres_weight,
         )
     except WeaksegError as error:
         return fail(str(error))
