@@ -8,6 +8,10 @@ on whole images of held-out patients.
 
 Results go to runs/glas_masks_vs_labels/<mode>_seed<k>/ and a table to stdout
 and runs/glas_masks_vs_labels/summary.json.
+
+This is the quick two-mode, fixed-count case of the paper's experiment. The full
+sweep (S, S+C, S+C* over s% with repeats, the same equal-steps rule, resumable,
+with Fig. 5/6 plots) is ``weakseg-experiment sweep`` (weaksegtf/experiment.py).
 """
 
 from __future__ import annotations
