@@ -233,6 +233,8 @@ def test_cli_refuses_a_missing_calibration_folder(model_path, tmp_path, capsys):
     assert f"calibration folder {missing} does not exist" in capsys.readouterr().err
     assert export_cli.main([str(model_path), "--onnx", str(tmp_path / "m.onnx"), "--int8"]) == 2
     assert "needs calibration_dir (--calibration DIR)" in capsys.readouterr().err
+    assert export_cli.main([str(model_path), "--onnx", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path)]) == 2
+    assert "--calibration is only used with --int8" in capsys.readouterr().err
     assert _files(tmp_path) == []
 
 

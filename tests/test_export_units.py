@@ -89,6 +89,7 @@ def test_staged_outputs_commit_all_or_nothing(tmp_path):
         with StagedOutputs() as staged:
             staged.file(tmp_path / "keep.onnx").write_text("new")
             staged.directory(tmp_path / "sm").mkdir()
+            staged.directory(tmp_path / "models" / "weakseg" / "1").mkdir()
             raise RuntimeError("parity failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]
     assert (tmp_path / "keep.onnx").read_text() == "old"

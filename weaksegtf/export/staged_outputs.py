@@ -25,12 +25,15 @@ class StagedOutputs:
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path]] = []
+        self._created_folders: list[Path] = []
         self.committed = False
 
     def file(self, final: str | os.PathLike) -> Path:
         """A temporary path beside ``final`` (same folder, so the rename is atomic)."""
         final = Path(final)
+        missing = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
         final.parent.mkdir(parents=True, exist_ok=True)
+        self._created_folders += missing  # deepest first, removed again if nothing is committed
         temporary = final.with_name(f".{final.name}.partial-{os.getpid()}")
         self._remove(temporary)
         self._staged.append((temporary, final))
@@ -56,6 +59,11 @@ class StagedOutputs:
     def discard(self) -> None:
         for temporary, _ in self._staged:
             self._remove(temporary)
+        for folder in self._created_folders:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else was written there meanwhile
+                pass
 
     @staticmethod
     def _remove(path: Path) -> None:
