@@ -113,7 +113,10 @@ def match_predictions(
 
 
 def _check_values(array: np.ndarray, path: Path, what: str, num_classes: int, ignore_value: int | None) -> None:
-    counts = np.bincount(array.ravel(), minlength=256)
+    counts = np.zeros(256, np.int64)
+    flat = array.ravel()
+    for start in range(0, flat.size, 1 << 24):  # bincount copies to int64: bound it for whole slides
+        counts += np.bincount(flat[start : start + (1 << 24)], minlength=256)
     counts[:num_classes] = 0
     if ignore_value is not None:
         counts[ignore_value] = 0

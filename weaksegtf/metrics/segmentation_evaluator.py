@@ -38,8 +38,8 @@ class SegmentationEvaluator:
     ``boundary_distance_px`` is set, the confusion matrix of the pixels within
     that distance of the true class boundaries) and forgets the arrays, so a
     test set of whole slides needs the memory of one slide at a time. Large
-    images are processed in bands of ``band_rows`` rows; the result is exactly
-    that of the whole image. Metrics of the sum weigh every pixel the same
+    images are processed in bands of about ``band_pixels`` pixels (whole rows);
+    the result is exactly that of the whole image. Metrics of the sum weigh every pixel the same
     (a large slide counts more than a small one), as the paper's WSI metrics do.
 
     Args:
@@ -52,7 +52,8 @@ class SegmentationEvaluator:
             ``None`` skips boundary metrics.
         keep_rows: bool. Keep one dict of scalar metrics per image in
             :attr:`rows`. Defaults to ``True``.
-        band_rows: int. Rows per band for large images. Defaults to 4096.
+        band_pixels: int. Pixels per band for large images (bounds the
+            temporaries of the distance transform). Defaults to 2**24.
 
     Example:
     >>> evaluator = SegmentationEvaluator(class_names=["background", "gland"])
@@ -69,7 +70,7 @@ class SegmentationEvaluator:
         ignore_value: int = IGNORE_VALUE,
         boundary_distance_px: float | None = 3.0,
         keep_rows: bool = True,
-        band_rows: int = 4096,
+        band_pixels: int = 1 << 24,
     ):
         if num_classes is None and class_names is None:
             raise ConfigError("give num_classes or class_names")
@@ -81,14 +82,14 @@ class SegmentationEvaluator:
             raise ConfigError(f"got {len(class_names)} class names {list(class_names)} for {num_classes} classes")
         if boundary_distance_px is not None and (not math.isfinite(boundary_distance_px) or boundary_distance_px < 0):
             raise ConfigError(f"boundary_distance_px must be >= 0 or None, got {boundary_distance_px!r}")
-        if band_rows < 1:
-            raise ConfigError(f"band_rows must be at least 1, got {band_rows}")
+        if band_pixels < 1:
+            raise ConfigError(f"band_pixels must be at least 1, got {band_pixels}")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names)
         self.ignore_value = ignore_value
         self.boundary_distance_px = boundary_distance_px
         self.keep_rows = keep_rows
-        self.band_rows = band_rows
+        self.band_pixels = band_pixels
         self.reset()
 
     def reset(self) -> None:
@@ -113,10 +114,11 @@ class SegmentationEvaluator:
         confusion = np.zeros_like(self.confusion)
         boundary = np.zeros_like(self.confusion)
         halo = 0 if self.boundary_distance_px is None else math.ceil(self.boundary_distance_px) + 1
-        height = truth.shape[0]
+        height, width = truth.shape
+        rows = max(1, self.band_pixels // max(1, width))
         try:
-            for top in range(0, height, self.band_rows):
-                bottom = min(height, top + self.band_rows)
+            for top in range(0, height, rows):
+                bottom = min(height, top + rows)
                 confusion += confusion_matrix(
                     truth[top:bottom], prediction[top:bottom], self.num_classes, self.ignore_value
                 )
