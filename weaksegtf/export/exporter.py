@@ -209,7 +209,7 @@ def export_model(
 
 def _require(report: ParityReport, path: Path) -> None:
     if not report.passed:
-        raise ParityError(f"{report.failure()}; {path} was not written", report)
+        raise ParityError(f"{report.failure()}; {path} and the other outputs were not written", report)
 
 
 def _onnx_runner(path: Path, what: str):
