@@ -79,6 +79,7 @@ def main() -> None:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         fp32 = ort.InferenceSession(str(report.onnx_path), options, providers=["CPUExecutionProvider"])
         int8 = ort.InferenceSession(str(report.int8_path), options, providers=["CPUExecutionProvider"])
+        gflop = _conv_gflop(report.onnx_path, TILE_PX)
         import weaksegtf.models  # noqa: F401  (registers the classes)
 
         model = keras.saving.load_model(model_path, compile=False)
@@ -141,6 +142,8 @@ def main() -> None:
         f"best rounds and {speedup_cpu:.2f}x by CPU time. The target was at least 2.5x. This CPU has AVX2 but "
         f"no VNNI, so onnxruntime's int8 convolutions use 16-bit intermediate products (with 7-bit weights, "
         f"`reduce_range`), and the dequantise/quantise steps between convolutions add their own cost.\n"
+        f"- Work: {gflop:.3f} GFLOP of convolutions per {TILE_PX} px tile. The best fp32 round reached "
+        f"{gflop / fp32_best * 1000:.0f} GFLOP/s. {_peak_note(gflop)}\n"
         f"- Setup: batches of {args.batch} tiles; {args.rounds} alternating rounds of {args.repeats} calls; "
         f"{args.threads} threads each. Model: `{_shown(model_path)}`. onnxruntime {ort.__version__}, TensorFlow "
         f"{tf.__version__}, {_cpu()}. The machine "
@@ -162,6 +165,40 @@ def _model_path(args, scratch: Path) -> Path:
 
     print(f"{DEFAULT_MODEL} not found: training a short GlaS model first (3 epochs)")
     return run_demo(scratch / "train", glas=args.glas, epochs=3, export_onnx=False, verbose=0).model_path
+
+
+def _conv_gflop(onnx_path: Path, tile_px: int) -> float:
+    """Floating-point operations of the convolutions for one tile, from the graph's static shapes."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(str(onnx_path))
+    for dim, size in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, tile_px, tile_px, 3)):
+        dim.dim_value = size
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.value_info, *model.graph.output]}
+    weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
+    flop = 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0])
+        if node.op_type == "Conv" and node.input[1] in weights and out and all(out):
+            flop += 2 * int(np.prod(out)) * int(np.prod(weights[node.input[1]][1:]))  # 2 per multiply-add
+    return flop / 1e9
+
+
+def _peak_note(gflop: float) -> str:
+    """The fastest possible tile on this CPU with AVX2 FMA: 32 float32 FLOP per cycle and core."""
+    try:
+        mhz = max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        return ""
+    peak = 32 * mhz / 1000 * os.cpu_count()
+    return (f"{os.cpu_count()} cores at the reported {mhz:.0f} MHz peak at {peak:.0f} GFLOP/s "
+            f"(2 FMA units x 8 float32 lanes x 2), so no fp32 runtime can go below "
+            f"{gflop / peak * 1000:.1f} ms per tile here without a higher boost clock.")
 
 
 def _cpu() -> str:
