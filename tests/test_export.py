@@ -151,6 +151,42 @@ def test_example_request_runs_through_the_serving_signature(exported):
     assert 'name: "weakseg"' in config and 'base_path: "/models/weakseg"' in config
 
 
+@pytest.mark.slow
+def test_rest_client_round_trip_against_a_stand_in_server(exported, tmp_path):
+    """export/client.py against a local server that answers like TF Serving's columnar REST API."""
+    import importlib.util
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    spec = importlib.util.spec_from_file_location("client", REPO / "export" / "client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    signature = tf.saved_model.load(str(exported.savedmodel_dir)).signatures["serving_default"]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            out = signature(image=tf.constant(np.asarray(body["inputs"]["image"], np.uint8)))
+            reply = json.dumps({"outputs": {k: v.numpy().tolist() for k, v in out.items()}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        image = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+        result = client.predict(image, f"http://127.0.0.1:{server.server_port}/v1/models/weakseg:predict")
+    finally:
+        server.shutdown()
+    assert result["probabilities"].shape == (32, 48, 3) and result["mask"].shape == (32, 48)
+    np.testing.assert_array_equal(result["mask"], result["probabilities"].argmax(-1))
+
+
 # --- int8 --------------------------------------------------------------------
 
 @pytest.mark.slow
