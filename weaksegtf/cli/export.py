@@ -20,28 +20,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 written and verified; 1 a parity or int8 agreement check failed; "
         "2 bad input (model, folder, opset or option).",
     )
-    parser.add_argument("model", help="weaksegtf model file (.keras)")
-    parser.add_argument("--onnx", required=True, help="ONNX file to write")
-    parser.add_argument("--savedmodel", default=None,
+    parser.add_argument("model", metavar="MODEL.keras", help="weaksegtf model file (.keras)")
+    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    parser.add_argument("--savedmodel", default=None, metavar="DIR",
                         help="also write a SavedModel folder for TF Serving (e.g. export/models/weakseg/1)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset, 7 to 18 (default: 17)")
+    parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset, 7 to 18 (default: 17)")
     parser.add_argument("--int8", action="store_true",
                         help="also write a static int8 (QDQ) model next to --onnx, as NAME.int8.onnx")
-    parser.add_argument("--calibration", default=None, help="folder of real tiles or images for int8 calibration")
-    parser.add_argument("--samples", default=None,
+    parser.add_argument("--calibration", default=None, metavar="DIR", help="folder of real tiles or images for int8 calibration")
+    parser.add_argument("--samples", default=None, metavar="DIR",
                         help="folder of real images for the parity checks (default: random pixels)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--tolerance", type=float, default=1e-4, metavar="X",
                         help="largest allowed absolute logit difference from Keras (default: %(default)g)")
-    parser.add_argument("--min-int8-agreement", type=float, default=0.99,
+    parser.add_argument("--min-int8-agreement", type=float, default=0.99, metavar="X",
                         help="smallest allowed int8-vs-fp32 per-pixel argmax agreement (default: %(default)g)")
-    parser.add_argument("--mpp", type=float, default=None, help="microns per pixel of the training tiles (metadata)")
-    parser.add_argument("--tile-size", type=int, default=None,
+    parser.add_argument("--mpp", type=float, default=None, metavar="X", help="microns per pixel of the training tiles (metadata)")
+    parser.add_argument("--tile-size", type=int, default=None, metavar="N",
                         help="training tile side in pixels (metadata; also calibration and parity tile size)")
-    parser.add_argument("--macenko", default=None,
+    parser.add_argument("--macenko", default=None, metavar="JSON",
                         help="Macenko stain reference JSON used in training (MacenkoNormalizer.save), stored in metadata")
     parser.add_argument("--probabilities", action="store_true",
                         help="add a 'mask_probabilities' output (softmax of 'mask_logits')")
-    parser.add_argument("--seed", type=int, default=0, help="seed of parity tiles and random inputs (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of parity tiles and random inputs (default: %(default)s)")
     return parser
 
 
