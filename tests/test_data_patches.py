@@ -119,3 +119,17 @@ def test_downsample_sets_keep_values_and_alignment() -> None:
     assert downsample_label_set(label_set, 3).images[0].shape == (3, 2, 3)
     with pytest.raises(ConfigError, match="downsample factor must be an int of at least 1, got 0"):
         downsample_mask_set(mask_set, 0)
+
+
+def test_tile_rule_label_arrays_keep_only_dominant_tiles():
+    from weaksegtf.data import MaskSet, tile_rule_label_arrays
+
+    image = np.zeros((32, 48, 3), np.uint8)
+    mask = np.zeros((32, 48), np.uint8)
+    mask[:16, 16:32] = 2          # tile (0, 16): all class 2
+    mask[16:, 32:40] = 1          # tile (16, 32): half class 1 -> dropped
+    mask[16:17, 0:10] = 1         # tile (16, 0): 10/256 class 1 -> background (96%)
+    images, labels = tile_rule_label_arrays(MaskSet([image], [mask], ["a"]), 16)
+    # Six 16-px tiles, row-major: bg, 2, bg / bg(96%), bg, dropped.
+    assert labels.tolist() == [0, 2, 0, 0, 0]
+    assert images.shape == (5, 16, 16, 3)

@@ -32,6 +32,7 @@ from weaksegtf.data.patches import (
     pad_to_tile,
     resize_image,
     resize_mask,
+    tile_rule_label_arrays,
 )
 from weaksegtf.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from weaksegtf.data.synthetic import make_synthetic_dataset
@@ -61,5 +62,6 @@ __all__ = [
     "read_rgb",
     "resize_image",
     "resize_mask",
+    "tile_rule_label_arrays",
     "write_png",
 ]
