@@ -210,14 +210,15 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
     lines += [
         f"- Data: {settings.get('data', '?')}; {record.get('n_pool_images', '?')} training images, "
         f"{record.get('n_val_images', '?')} validation images (the test set: no epoch is picked on it).",
-        f"- Training: {settings.get('epochs')} epochs × {record.get('steps_per_epoch')} steps for every run "
+        f"- Training: {settings.get('epochs')} epoch(s) × {record.get('steps_per_epoch')} steps for every run "
         f"(equal optimizer steps across modes and s), batch {settings.get('batch_size')} per stream, "
         f"Adam lr {settings.get('learning_rate')}, {settings.get('tile_size_px')} px tiles, "
         f"{settings.get('update')} update, seed {settings.get('seed')} + repeat.",
         f"- Runs: {len(rows)} ({len(trained)} trained, {len(rows) - len(trained)} identical to another run and "
         f"not retrained); compute {seconds / 60:.0f} min, {per_run:.0f} s per trained run.",
         "- F1 weighted is the paper's \"F1 micro\" (class F1 weighted by true pixel share); F1 macro weighs "
-        "classes equally. Values are whole-image metrics over all validation pixels, mean ± sample std over repeats.",
+        "classes equally. Values are whole-image metrics over all validation pixels, mean ± sample std over repeats; "
+        "cls acc is the classifier's tile accuracy on the validation images (untrained in S runs, which have no labels).",
         "",
     ]
     seg = [e for e in summary if e["experiment"] == "segmentation"]
