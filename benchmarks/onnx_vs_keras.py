@@ -149,9 +149,17 @@ def main() -> None:
         f"{tf.__version__}, {_cpu()}. The machine "
         f"was shared: load average {load_before:.1f} before timing and {load_after:.1f} after."
     )
+    threads_used = cpu["onnxruntime fp32"] / medians["onnxruntime fp32"]
+    if threads_used < 0.75 * args.threads:
+        summary += (
+            f"\n- CPU time per tile was {threads_used:.2f}x the wall time for fp32 onnxruntime. The other jobs "
+            f"left each runtime about {threads_used:.1f} of its {args.threads} threads' worth of CPU, so wall times "
+            f"here are slower than on an idle machine."
+        )
     print("\n" + summary)
     if args.write:
         command = "python benchmarks/onnx_vs_keras.py" + (f" --model {_shown(Path(args.model))}" if args.model else "")
+        command += f" --rounds {args.rounds} --repeats {args.repeats}"
         section = f"## ONNX vs Keras\n\nCommand: `{command}`\n\n{summary}\n"
         _replace_section(Path(args.write), "## ONNX vs Keras", section)
 
