@@ -211,6 +211,9 @@ def run_streams(mode: str, percent: float, labels: np.ndarray, seed: int) -> tup
     raise ConfigError(f"mode {mode!r} is unknown; expected one of {SEGMENTATION_MODES + CLASSIFICATION_MODES}")
 
 
+LABEL_SOURCES = ("tile_rule", "image")
+
+
 @dataclass
 class SweepSettings:
     """Training and evaluation settings shared by every run of a sweep (stored in ``sweep.json``).
@@ -226,6 +229,13 @@ class SweepSettings:
         update: str. ``"joint"`` or ``"sequential"``. Defaults to ``"joint"``.
         seed: int. Repeat r draws masks and trains with seed ``seed + r``. Defaults to 0.
         boundary_distance_px: float. Band for boundary IoU/Dice. Defaults to 3.0.
+        label_source: str. How label-stream tiles get their label:
+            ``"tile_rule"`` (section 3.3, as the paper built the classification
+            patches of Gleason2019 and DigestPath2019: a tile whose dominant class
+            covers >= ``dominant_fraction`` gets that class, other tiles are
+            dropped) or ``"image"`` (every tile inherits its image's label, e.g.
+            the GlaS grade, even a stroma-only tile). Defaults to ``"tile_rule"``.
+        dominant_fraction: float. Tile-rule threshold. Defaults to 0.9.
         data: str. Description of the data (checked on resume).
     """
 
@@ -237,7 +247,13 @@ class SweepSettings:
     update: str = "joint"
     seed: int = 0
     boundary_distance_px: float = 3.0
+    label_source: str = "tile_rule"
+    dominant_fraction: float = 0.9
     data: str = ""
+
+    def __post_init__(self):
+        if self.label_source not in LABEL_SOURCES:
+            raise ConfigError(f"label_source {self.label_source!r} is unknown; expected one of {LABEL_SOURCES}")
 
 
 @dataclass
@@ -311,17 +327,21 @@ def train_and_evaluate(
     data: SweepData, masked: np.ndarray, labelled: np.ndarray, settings: SweepSettings, steps: int, seed: int
 ) -> dict:
     """Train one run on the given pool indices and score it on the validation set."""
-    from weaksegtf.data import label_set_to_arrays, mask_set_to_arrays
+    from weaksegtf.data import label_set_to_arrays, mask_set_to_arrays, tile_rule_label_arrays
     from weaksegtf.training import train_weak_segmenter
 
     tile = settings.tile_size_px
     mask_x = mask_y = label_x = label_y = None
     if len(masked):
         mask_x, mask_y = mask_set_to_arrays(data.pool.subset(masked), tile)
-    if len(labelled):
+    if len(labelled) and settings.label_source == "tile_rule":
+        label_x, label_y = tile_rule_label_arrays(data.pool.subset(labelled), tile, settings.dominant_fraction)
+    elif len(labelled):
         label_set = LabelSet([data.pool.images[i] for i in labelled], [int(data.pool_labels[i]) for i in labelled],
                              [data.pool.names[i] for i in labelled])
         label_x, label_y = label_set_to_arrays(label_set, tile)
+    if label_x is not None and not len(label_x):
+        label_x = label_y = None  # the tile rule kept no tile: the run is mask-only
     mode = "S+C" if mask_x is not None and label_x is not None else ("S" if mask_x is not None else "C")
     start = time.perf_counter()
     model, history = train_weak_segmenter(
@@ -346,7 +366,7 @@ def train_and_evaluate(
 
 def evaluate_run(model, data: SweepData, settings: SweepSettings) -> dict:
     """Whole-image segmentation metrics and classifier tile accuracy on the validation set."""
-    from weaksegtf.data import label_set_to_arrays
+    from weaksegtf.data import label_set_to_arrays, tile_rule_label_arrays
     from weaksegtf.metrics import SegmentationEvaluator
 
     evaluator = SegmentationEvaluator(
@@ -360,8 +380,11 @@ def evaluate_run(model, data: SweepData, settings: SweepSettings) -> dict:
     row["boundary_mean_iou"] = result["boundary"]["mean_iou"]
     row["boundary_mean_dice"] = result["boundary"]["mean_dice"]
     row.update({f"dice_{name}": value for name, value in result["dice"].items()})
-    val_labels = LabelSet(list(data.val.images), [int(v) for v in data.val_labels()], list(data.val.names))
-    tiles, labels = label_set_to_arrays(val_labels, settings.tile_size_px)
+    if settings.label_source == "tile_rule":
+        tiles, labels = tile_rule_label_arrays(data.val, settings.tile_size_px, settings.dominant_fraction)
+    else:
+        val_labels = LabelSet(list(data.val.images), [int(v) for v in data.val_labels()], list(data.val.names))
+        tiles, labels = label_set_to_arrays(val_labels, settings.tile_size_px)
     logits = np.concatenate([
         np.asarray(model(tiles[i : i + 64].astype(np.float32), training=False)["label"])
         for i in range(0, len(tiles), 64)

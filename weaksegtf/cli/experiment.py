@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--image-size", type=int, default=64, help="synthetic: image side (default: %(default)s)")
     sweep.add_argument("--update", default="joint", choices=["joint", "sequential"], help="(default: %(default)s)")
     sweep.add_argument("--seed", type=int, default=0, help="repeat r uses seed + r (default: %(default)s)")
+    sweep.add_argument("--label-source", default="tile_rule", choices=["tile_rule", "image"],
+                       help="label of a label-stream tile: the section 3.3 tile rule on its mask (dominant class "
+                            ">= --dominant, else dropped) or its image's label (default: %(default)s)")
+    sweep.add_argument("--dominant", type=float, default=0.9, help="tile-rule threshold (default: %(default)s)")
     sweep.add_argument("--boundary-px", type=float, default=3.0, help="boundary band in pixels (default: %(default)s)")
     sweep.add_argument("--results-md", help="also rewrite this file's sweep section (e.g. docs/results.md)")
 
@@ -101,7 +105,7 @@ def _sweep(args, argv) -> int:
     settings = SweepSettings(
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         learning_rate=args.lr, tile_size_px=args.tile_size, update=args.update, seed=args.seed,
-        boundary_distance_px=args.boundary_px,
+        boundary_distance_px=args.boundary_px, label_source=args.label_source, dominant_fraction=args.dominant,
     )
     command = "weakseg-experiment " + shlex.join(sys.argv[1:] if argv is None else argv)
     result = run_sweep(data, args.out, percents=args.percents, modes=args.modes, repeats=args.repeats,
