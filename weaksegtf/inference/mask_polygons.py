@@ -8,8 +8,11 @@ corners, where the union of the closed pixel squares is what OpenCV sees as
 foreground; the traced points are then pixel corners and edge midpoints.
 Where OpenCV takes a diagonal step (it follows 8-connected borders) the
 corner it skipped is put back, and the midpoints and other collinear points
-are dropped. The result is the exact outline: the polygon area (outer ring
-minus holes) equals the pixel count.
+are dropped. Regions that touch only at a corner come out as one ring
+passing that corner twice; such rings are split there into simple
+polygons, which viewers (QuPath uses JTS) accept as valid. The result is the
+exact outline: the polygon area (outer ring minus holes) equals the pixel
+count.
 """
 
 from __future__ import annotations
@@ -68,7 +71,78 @@ def _corner_rings(contours: Sequence[np.ndarray]) -> list[np.ndarray]:
     turning = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0] != 0
     points, segment = points[turning], segment[turning]
     bounds = np.searchsorted(segment, np.arange(len(contours) + 1))
-    return [points[bounds[i] : bounds[i + 1]] for i in range(len(contours))]
+    # A ring that passes a vertex twice pinches there (regions touching at a corner).
+    _, first, counts = np.unique(np.stack([segment, points[:, 0], points[:, 1]], axis=1), axis=0,
+                                 return_index=True, return_counts=True)
+    pinched = np.zeros(len(contours), dtype=bool)
+    pinched[segment[first[counts > 1]]] = True
+    rings = [points[bounds[i] : bounds[i + 1]] for i in range(len(contours))]
+    return rings, pinched
+
+
+def signed_area(ring: np.ndarray) -> float:
+    """Shoelace area of a ring, positive or negative with its orientation."""
+    # Integer corners below 2**24 are exact in float32; OpenCV sums in double.
+    return float(cv2.contourArea(ring.astype(np.float32).reshape(-1, 1, 2), oriented=True))
+
+
+def _split_loops(ring: np.ndarray) -> list[np.ndarray]:
+    """A ring that visits vertices more than once, as simple loops joined at those vertices."""
+    path: list[tuple[int, int]] = []
+    position: dict[tuple[int, int], int] = {}
+    loops = []
+    for vertex in map(tuple, ring.tolist()):
+        if vertex in position:
+            start = position[vertex]
+            loops.append(path[start:])
+            for other in path[start + 1 :]:
+                del position[other]
+            path = path[: start + 1]
+        else:
+            position[vertex] = len(path)
+            path.append(vertex)
+    loops.append(path)
+    return [np.asarray(loop, dtype=np.int64) for loop in loops if len(loop) >= 3]
+
+
+def _inside_point(ring: np.ndarray) -> tuple[float, float]:
+    """The centre of a pixel inside a simple ring, next to its first edge."""
+    start, end = ring[0].astype(np.float64), ring[1].astype(np.float64)
+    step = np.sign(end - start)
+    middle = start + 0.5 * step
+    normal = np.array([-step[1], step[0]])
+    contour = ring.astype(np.float32).reshape(-1, 1, 2)
+    for side in (0.5, -0.5):
+        point = (float(middle[0] + side * normal[0]), float(middle[1] + side * normal[1]))
+        if cv2.pointPolygonTest(contour, point, False) > 0:
+            return point
+    return float(middle[0]), float(middle[1])
+
+
+def _unpinch(group: list[np.ndarray]) -> list[Polygon]:
+    """Simple polygons from an outer ring and its holes where some ring touches itself.
+
+    Splitting at the touching vertices gives loops; loops turning the way the
+    outer ring does are outlines, the others holes, each given to the
+    smallest outline around it.
+    """
+    orientation = np.sign(signed_area(group[0]))
+    loops = [loop for ring in group for loop in _split_loops(ring)]
+    signed = [signed_area(loop) for loop in loops]
+    outlines = [loop for loop, area in zip(loops, signed) if np.sign(area) == orientation]
+    holes = [loop for loop, area in zip(loops, signed) if np.sign(area) != orientation]
+    polygons: list[Polygon] = [[outline] for outline in outlines]
+    areas = [abs(area) for area in signed if np.sign(area) == orientation]
+    contours = [outline.astype(np.float32).reshape(-1, 1, 2) for outline in outlines]
+    low = np.array([outline.min(axis=0) for outline in outlines])
+    high = np.array([outline.max(axis=0) for outline in outlines])
+    for hole in holes:
+        point = _inside_point(hole)
+        near = np.flatnonzero((low <= point).all(axis=1) & (point <= high).all(axis=1))
+        around = [k for k in near.tolist() if cv2.pointPolygonTest(contours[k], point, False) > 0]
+        if around:
+            polygons[min(around, key=lambda k: areas[k])].append(hole)
+    return polygons
 
 
 def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
@@ -78,8 +152,9 @@ def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
         mask: bool or 0/1 array ``(H, W)``.
 
     Returns:
-        list of polygons (outer ring, then holes), in pixel-corner coordinates.
-        Regions touching only at a corner may share that vertex.
+        list of simple polygons (outer ring, then holes), in pixel-corner
+        coordinates. Regions touching only at a corner are separate polygons
+        sharing that vertex.
 
     Example:
     >>> mask_polygons(np.array([[0, 1, 1], [0, 1, 0]]))[0][0].tolist()
@@ -98,25 +173,25 @@ def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
     if hierarchy is None:
         return []
     hierarchy = hierarchy[0]
-    rings = _corner_rings([c[:, 0, :].astype(np.int64) - 1 for c in contours])
-    polygons = []
+    rings, pinched = _corner_rings([c[:, 0, :].astype(np.int64) - 1 for c in contours])
+    polygons: list[Polygon] = []
     for index, (_, _, first_child, parent) in enumerate(hierarchy):
         if parent >= 0 or len(rings[index]) < 3:
             continue
-        polygon = [rings[index]]
+        group, members = [rings[index]], [index]
         child = first_child
         while child >= 0:
             if len(rings[child]) >= 3:
-                polygon.append(rings[child])
+                group.append(rings[child])
+                members.append(child)
             child = hierarchy[child][0]
-        polygons.append(polygon)
+        polygons += _unpinch(group) if pinched[members].any() else [group]
     return polygons
 
 
 def ring_area(ring: np.ndarray) -> float:
     """Unsigned shoelace area of a ring."""
-    x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
+    return abs(signed_area(ring))
 
 
 def polygon_area(polygon: Polygon) -> float:
