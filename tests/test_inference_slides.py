@@ -60,7 +60,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def color_run(slide, models, tmp_path_factory):
     out = tmp_path_factory.mktemp("color_run")
-    result = SlideSegmenter(models["color"], batch_size=4, probabilities=True, progress=False).segment(slide, out)
+    result = SlideSegmenter(models["color"], tile_size_px=128, overlap_px=32, batch_size=4, probabilities=True,
+                            progress=False).segment(slide, out)
     return result
 
 
@@ -175,8 +176,8 @@ def test_summary_has_areas_tiles_providers_timings_and_hash(color_run, slide):
 
 def test_a_complete_slide_is_skipped_on_rerun(color_run, slide, models):
     before = (color_run.out_dir / "labels.tif").stat().st_mtime_ns
-    again = SlideSegmenter(models["color"], batch_size=4, probabilities=True, progress=False).segment(
-        slide, color_run.out_dir)
+    again = SlideSegmenter(models["color"], tile_size_px=128, overlap_px=32, batch_size=4, probabilities=True,
+                           progress=False).segment(slide, color_run.out_dir)
     assert again.status == "skipped" and (color_run.out_dir / "labels.tif").stat().st_mtime_ns == before
 
 
@@ -225,4 +226,5 @@ def test_model_without_mpp_needs_one(tmp_path):
     with pytest.raises(ConfigError, match=r"m.onnx has no mpp in its metadata and none was given"):
         SlideSegmenter(model)
     segmenter = SlideSegmenter(model, mpp=2.0, progress=False)
-    assert segmenter.tile_size_px == 256 and segmenter.overlap_px == 64
+    assert (segmenter.tile_size_px, segmenter.overlap_px) == (512, 128)  # 4 x 128 px, overlapping by 128 px
+    assert (SlideSegmenter(model, mpp=2.0, tile_size_px=256).overlap_px) == 64

@@ -245,3 +245,12 @@ def test_seam_agreement_separates_border_band_from_interior():
     report = seam_agreement(tiled, whole, plan, band_px=1)
     assert report["interior_agreement"] == 1.0 and report["seam_agreement"] < 1.0
     assert json.dumps(report)
+
+
+def test_default_tiling_gives_every_kept_pixel_a_training_tile_of_context():
+    from weaksegtf.inference.slide_segmenter import default_tiling
+
+    assert default_tiling(128) == (512, 128)  # 4 t tiles, overlap t: t / 2 of context each side
+    assert default_tiling(None) == (512, 128)
+    assert default_tiling(128, tile_size_px=256) == (256, 64)
+    assert default_tiling(128, tile_size_px=32) == (32, 16)

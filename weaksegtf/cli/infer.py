@@ -30,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inference-mpp", type=float, default=None, metavar="X",
                         help="resolution to run the model at (default: the model's training mpp from its metadata)")
     parser.add_argument("--tile-size", type=int, default=None, metavar="N",
-                        help="tile side in pixels, a multiple of 16 (default: the model's training tile size, else 256)")
+                        help="tile side in pixels, a multiple of 16 (default: 4x the model's training tile, 512 for 128-px training tiles)")
     parser.add_argument("--overlap", type=int, default=None, metavar="N",
-                        help="overlap of neighbouring tiles in pixels, a multiple of 16 (default: a quarter tile)")
+                        help="overlap of neighbouring tiles in pixels, a multiple of 16; each tile keeps its centre, "
+                        "overlap/2 from its borders (default: the training tile size, or a quarter of --tile-size)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="tiles per model call (default: %(default)s)")
     parser.add_argument("--providers", default=None, metavar="LIST",
                         help="onnxruntime execution providers in order, e.g. cuda,cpu (default: CUDA if available, else CPU)")
