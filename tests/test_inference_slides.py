@@ -228,3 +228,16 @@ def test_model_without_mpp_needs_one(tmp_path):
     segmenter = SlideSegmenter(model, mpp=2.0, progress=False)
     assert (segmenter.tile_size_px, segmenter.overlap_px) == (512, 128)  # 4 x 128 px, overlapping by 128 px
     assert (SlideSegmenter(model, mpp=2.0, tile_size_px=256).overlap_px) == 64
+
+
+def test_an_image_in_memory_is_segmented_like_its_file(slide, models, tmp_path):
+    from weaksegtf.slides import ArrayReader
+
+    segmenter = SlideSegmenter(models["color"], tile_size_px=128, overlap_px=32, geojson=False, progress=False)
+    with open_slide(slide) as reader:
+        level1 = reader.read_region((0, 0), 1, (768, 640))
+    from_file = segmenter.segment(slide, tmp_path / "file")
+    in_memory = segmenter.segment(ArrayReader(level1, mpp=INFERENCE_MPP), tmp_path / "memory")
+    assert in_memory.summary["slide"] == "<<array>>"
+    assert np.array_equal(read_level(tmp_path / "memory" / "labels.tif"), read_level(tmp_path / "file" / "labels.tif"))
+    assert segmenter.segment(ArrayReader(level1, mpp=INFERENCE_MPP), tmp_path / "memory").status == "done"

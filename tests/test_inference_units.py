@@ -32,7 +32,7 @@ from weaksegtf.inference.tiff_pyramid import pyramid_sizes
 INFERENCE_MODULES = [
     "weaksegtf.inference", "weaksegtf.inference.batch", "weaksegtf.inference.checkpoint",
     "weaksegtf.inference.inputs", "weaksegtf.inference.mask_polygons", "weaksegtf.inference.prefetch",
-    "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session",
+    "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
     "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.inference.tiff_pyramid",
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
     "weaksegtf.cli.infer",

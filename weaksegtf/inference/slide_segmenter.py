@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 import shutil
 import time
 import warnings
@@ -19,10 +19,11 @@ from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.stitcher import Stitcher
-from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import SIZE_MULTIPLE_PX, TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
-from weaksegtf.inference.writers import partial_path, publish, write_geojson, write_overlay_png, write_text_atomic
+from weaksegtf.inference.slide_outputs import write_slide_outputs
+from weaksegtf.inference.writers import write_text_atomic
+from weaksegtf.slides.slide_reader import SlideReader
 
 #: Training tile side assumed when the model's metadata has none.
 DEFAULT_TRAINING_TILE_PX = 128
@@ -47,10 +48,6 @@ def default_tiling(training_tile_px: int | None, tile_size_px: int | None = None
         return 4 * t, t
     quarter = tile_size_px // 4 // SIZE_MULTIPLE_PX * SIZE_MULTIPLE_PX
     return int(tile_size_px), max(quarter, SIZE_MULTIPLE_PX) if tile_size_px > SIZE_MULTIPLE_PX else 0
-
-
-def probability_file_name(index: int, name: str) -> str:
-    return f"probabilities_{index}_{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-') or 'class'}.tif"
 
 
 @dataclass
@@ -172,7 +169,7 @@ class SlideSegmenter:
     # ------------------------------------------------------------------ one slide
     def segment(
         self,
-        path: str | Path,
+        path: str | Path | SlideReader,
         out_dir: str | Path,
         slide_mpp: float | None = None,
         force: bool = False,
@@ -181,7 +178,9 @@ class SlideSegmenter:
         """Segment one slide or image into ``out_dir``.
 
         Args:
-            path: str or path. Slide (any OpenSlide format) or plain image.
+            path: str, path or SlideReader. Slide (any OpenSlide format) or
+                plain image, or an open reader such as an ``ArrayReader`` over
+                an image in memory (never skipped or resumed: it has no file).
             out_dir: str or path. Output folder of this slide.
             slide_mpp: float, optional. Level-0 microns per pixel, overriding
                 the file (required for files without resolution). Defaults to ``None``.
@@ -200,15 +199,21 @@ class SlideSegmenter:
         from weaksegtf.slides import open_slide
 
         start = time.perf_counter()
-        path, out_dir = Path(path), Path(out_dir)
+        out_dir = Path(out_dir)
         progress = progress or Progress(1, enabled=self.progress)
-        with open_slide(path, mpp=slide_mpp) as slide:
+        if isinstance(path, SlideReader):
+            opened = contextlib.nullcontext(path)
+            path = path.path if path.path is not None else Path(f"<{path.name}>")
+        else:
+            path = Path(path)
+            opened = open_slide(path, mpp=slide_mpp)
+        with opened as slide:
             width, height = slide.size_at_mpp(self.mpp)
             plan = plan_tiles(width, height, self.tile_size_px, self.overlap_px)
-            settings = self._settings(path, slide, plan)
+            settings = self._settings(slide, plan)
             previous = _read_json(out_dir / SUMMARY_NAME)
             if not force and previous is not None and previous.get("settings") == settings:
-                progress.start_slide(path.name, 0)
+                progress.start_slide(slide.name, 0)
                 progress.end_slide("already complete")
                 return SlideResult(path, "skipped", out_dir, previous)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +238,9 @@ class SlideSegmenter:
                 wait_s, session_s = self._run_tiles(slide, plan, run, checkpoint, labels, probabilities, progress)
                 timings.update(inference=time.perf_counter() - tick, session=session_s, session_wait=wait_s)
                 tick = time.perf_counter()
-                summary = self._write_outputs(slide, plan, labels, probabilities, tissue, out_dir)
+                summary = write_slide_outputs(
+                    slide, plan, self.model.metadata, self.mpp, labels, probabilities, out_dir,
+                    self.geojson, self.geojson_max_px, self.thumbnail_px)
                 timings["writing"] = time.perf_counter() - tick
             finally:
                 checkpoint.close()
@@ -243,7 +250,11 @@ class SlideSegmenter:
             n_run = int(run.sum())
             timings["total"] = time.perf_counter() - start
             summary = {
-                "slide": str(path), "status": "done", **summary,
+                "slide": str(path), "status": "done",
+                "slide_size_px": list(slide.dimensions), "slide_mpp": slide.mpp, "mpp": self.mpp,
+                "level_read": slide.best_level_for_mpp(self.mpp), "output_size_px": [width, height],
+                "tile_size_px": plan.tile_size_px, "overlap_px": plan.overlap_px, "batch_size": self.batch_size,
+                "tissue_area_mm2": tissue.area_um2 * 1e-6, **summary,
                 "tiles": {"total": plan.n_tiles, "run": n_run, "skipped_background": plan.n_tiles - n_run,
                           "resumed": checkpoint.resumed_tiles},
                 "tiles_per_s": (n_run - min(n_run, checkpoint.resumed_tiles)) / max(timings["inference"], 1e-9),
@@ -257,12 +268,16 @@ class SlideSegmenter:
             return SlideResult(path, "done", out_dir, summary)
 
     # ------------------------------------------------------------------ steps
-    def _settings(self, path: Path, slide, plan: TilePlan) -> dict[str, Any]:
+    def _settings(self, slide: SlideReader, plan: TilePlan) -> dict[str, Any]:
         """Everything the result depends on; a checkpoint or summary with other settings is not reused."""
-        stat = path.stat()
+        if slide.path is not None and slide.path.is_file():
+            stat = slide.path.stat()
+            source = {"slide": str(slide.path.resolve()), "slide_bytes": stat.st_size,
+                      "slide_mtime_ns": stat.st_mtime_ns}
+        else:  # an image in memory: nothing identifies it, so never reuse a result
+            source = {"slide": slide.name, "in_memory_run": time.time_ns()}
         return {
-            "model_sha256": self.model.model_sha256,
-            "slide": str(path.resolve()), "slide_bytes": stat.st_size, "slide_mtime_ns": stat.st_mtime_ns,
+            "model_sha256": self.model.model_sha256, **source,
             "slide_size_px": list(slide.dimensions), "slide_mpp": slide.mpp, "mpp": self.mpp,
             "plan": plan.as_dict(), "probabilities": self.probabilities, "geojson": self.geojson,
             "skip_background": self.skip_background, "min_tissue_fraction": self.min_tissue_fraction,
@@ -306,62 +321,6 @@ class SlideSegmenter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unstained (background) tiles are left as they are
             return self._normalizer.transform(tiles)
-
-    def _write_outputs(self, slide, plan, labels, probabilities, tissue, out_dir: Path) -> dict[str, Any]:
-        metadata = self.model.metadata
-        num_classes = metadata.num_classes
-        counts = np.zeros(num_classes, dtype=np.int64)
-
-        def count(strip: np.ndarray) -> None:
-            counts[:] += np.bincount(strip.ravel(), minlength=num_classes)[:num_classes]
-
-        staged: list[tuple[Path, Path]] = []
-        final = out_dir / "labels.tif"
-        info = write_tiff_pyramid(
-            partial_path(final), lambda a, b: labels.read_rows(a, b)[..., 0], plan.width_px, plan.height_px,
-            self.mpp, kind="labels", colormap=metadata.class_colors, work_dir=labels.path.parent,
-            keep_max_px=self.geojson_max_px, on_rows=count,
-        )
-        staged.append((partial_path(final), final))
-        probability_files = []
-        if probabilities is not None:
-            for index, name in enumerate(metadata.class_names):
-                final_p = out_dir / probability_file_name(index, name)
-                write_tiff_pyramid(
-                    partial_path(final_p), lambda a, b, c=index: probabilities.read_rows(a, b)[..., c],
-                    plan.width_px, plan.height_px, self.mpp, kind="probabilities",
-                    work_dir=labels.path.parent, compression_level=1,
-                )
-                staged.append((partial_path(final_p), final_p))
-                probability_files.append(final_p.name)
-        thumbnail, _ = slide.thumbnail(self.thumbnail_px)
-        kept = info.kept if info.kept is not None else np.zeros((1, 1), np.uint8)
-        write_overlay_png(out_dir / "overlay.png", thumbnail, kept, metadata.class_colors)
-        n_features = None
-        level0_px_per_px = self.mpp / slide.mpp * 2 ** (info.kept_level or 0)
-        if self.geojson:
-            n_features = write_geojson(out_dir / "annotations.geojson", kept, metadata.class_names,
-                                       metadata.class_colors, level0_px_per_px)
-        for temporary, final_path in staged:
-            publish(temporary, final_path)
-        pixel_mm2 = (self.mpp * 1e-3) ** 2
-        return {
-            "classes": list(metadata.class_names),
-            "slide_size_px": list(slide.dimensions), "slide_mpp": slide.mpp,
-            "mpp": self.mpp, "level_read": slide.best_level_for_mpp(self.mpp),
-            "output_size_px": [plan.width_px, plan.height_px],
-            "tile_size_px": plan.tile_size_px, "overlap_px": plan.overlap_px, "batch_size": self.batch_size,
-            "tissue_area_mm2": tissue.area_um2 * 1e-6,
-            "class_area_mm2": {name: float(c) * pixel_mm2 for name, c in zip(metadata.class_names, counts)},
-            "outputs": {
-                "labels": "labels.tif", "label_levels_px": [list(s) for s in info.level_sizes],
-                "probabilities": probability_files, "overlay": "overlay.png",
-                "geojson": "annotations.geojson" if self.geojson else None,
-                "geojson_features": n_features, "geojson_level": info.kept_level,
-                "geojson_level0_px_per_px": level0_px_per_px,
-            },
-        }
-
 
 def _read_json(path: Path) -> dict | None:
     try:
