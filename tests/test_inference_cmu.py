@@ -59,3 +59,29 @@ def test_tiled_matches_whole_image_on_the_cmu_slide(exported, cmu_slide, tmp_pat
     assert len(np.unique(whole)) == 3  # the untrained model still draws all three classes
     assert report["agreement"] >= 0.995
     assert report["seam_agreement"] >= 0.98
+
+
+@pytest.mark.slow
+def test_demo_ends_by_segmenting_a_synthetic_pyramidal_slide(exported, tmp_path):
+    """The last step of weakseg-demo, on the exported model above (no training needed)."""
+    import json
+    import shutil
+
+    import openslide
+
+    from weaksegtf.data import make_synthetic_dataset
+    from weaksegtf.demo import _segment_slide
+    from weaksegtf.training import TrainingResult
+
+    shutil.copy(exported, tmp_path / "model.onnx")
+    result = TrainingResult(tmp_path / "model.keras", tmp_path / "history.csv", tmp_path / "metrics.json", None)
+    images, _ = make_synthetic_dataset(n_images=6, size_px=128, seed=0)
+    _segment_slide(result, images.images, mpp=2.0, seed=0)
+    out = tmp_path / "slide" / "segmentation"
+    for name in ["labels.tif", "overlay.png", "annotations.geojson", "summary.json",
+                 "probabilities_0_background.tif", "probabilities_1_epidermis.tif", "probabilities_2_dermis.tif"]:
+        assert (out / name).is_file(), name
+    with openslide.OpenSlide(str(tmp_path / "slide" / "demo_slide.tif")) as slide:
+        assert slide.dimensions == (1024, 1024) and slide.level_count == 3
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["slide"]["tiles"]["run"] > 0 and metrics["slide"]["providers"] == ["CPUExecutionProvider"]

@@ -10,6 +10,9 @@ from weaksegtf.training import TrainingResult, run_training
 
 # GlaS images are 0.62 um/px (20x); the demo halves their sides (load_glas downsample=2).
 GLAS_DEMO_MPP = 0.62 * 2
+# The synthetic images have no physical scale; the demo slide calls them 1 um/px.
+SYNTHETIC_DEMO_MPP = 1.0
+DEMO_SLIDE_PX = 1024
 
 
 def run_demo(
@@ -25,6 +28,7 @@ def run_demo(
     seed: int = 0,
     verbose: int | str = 2,
     export_onnx: bool = True,
+    segment_slide: bool = True,
 ) -> TrainingResult:
     """Train a weak segmenter end to end and write model, metrics and an overlay PNG.
 
@@ -51,6 +55,11 @@ def run_demo(
         export_onnx: bool. End with ``model.onnx`` beside ``model.keras``, checked
             against Keras (``weaksegtf.export.export_model``); its parity numbers
             go into ``metrics["onnx"]`` and ``metrics.json``. Defaults to ``True``.
+        segment_slide: bool. After the export, tile validation images onto a
+            1024 x 1024 px pyramidal slide (``slide/demo_slide.tif``) and segment
+            it with ``model.onnx`` and ``weaksegtf.inference.SlideSegmenter``,
+            writing every output into ``slide/segmentation/``; a summary goes into
+            ``metrics["slide"]``. Needs ``export_onnx``. Defaults to ``True``.
     """
     from weaksegtf.data import (
         GLAS_CLASS_NAMES,
@@ -67,7 +76,10 @@ def run_demo(
             class_names=GLAS_CLASS_NAMES, mode=mode, tile_size_px=tile_size_px,
             epochs=15 if epochs is None else epochs, learning_rate=learning_rate, seed=seed, verbose=verbose,
         )
-        return _export_onnx(result, tile_size_px, GLAS_DEMO_MPP, glas) if export_onnx else result
+        if not export_onnx:
+            return result
+        result = _export_onnx(result, tile_size_px, GLAS_DEMO_MPP, glas)
+        return _segment_slide(result, split.val.images, GLAS_DEMO_MPP, seed) if segment_slide else result
 
     everything, labels = make_synthetic_dataset(n_images=n_images + n_val, size_px=tile_size_px, seed=seed)
     val = everything.subset(range(n_images, n_images + n_val))
@@ -87,7 +99,10 @@ def run_demo(
         class_names=SYNTHETIC_CLASS_NAMES, mode=mode, tile_size_px=tile_size_px,
         epochs=12 if epochs is None else epochs, learning_rate=learning_rate, seed=seed, verbose=verbose,
     )
-    return _export_onnx(result, tile_size_px, None, None) if export_onnx else result
+    if not export_onnx:
+        return result
+    result = _export_onnx(result, tile_size_px, None, None)
+    return _segment_slide(result, val.images, SYNTHETIC_DEMO_MPP, seed) if segment_slide else result
 
 
 def _export_onnx(result: TrainingResult, tile_size_px: int, mpp: float | None, samples) -> TrainingResult:
@@ -109,3 +124,45 @@ def _export_onnx(result: TrainingResult, tile_size_px: int, mpp: float | None, s
     }
     atomic_write_text(result.metrics_path, json.dumps(result.metrics, indent=2))
     return result
+
+
+def _segment_slide(result: TrainingResult, images, mpp: float, seed: int) -> TrainingResult:
+    """Tile ``images`` onto white glass as a pyramidal slide and segment it with the exported model."""
+    import json
+
+    from weaksegtf.inference import SlideSegmenter
+    from weaksegtf.slides import write_pyramidal_tiff
+    from weaksegtf.training import atomic_write_text
+
+    folder = result.model_path.parent / "slide"
+    folder.mkdir(parents=True, exist_ok=True)
+    slide_path = folder / "demo_slide.tif"
+    write_pyramidal_tiff(slide_path, _mosaic(images, DEMO_SLIDE_PX, seed), mpp)
+    segmenter = SlideSegmenter(result.model_path.with_suffix(".onnx"), mpp=mpp, probabilities=True)
+    slide = segmenter.segment(slide_path, folder / "segmentation", force=True)
+    summary = slide.summary
+    result.metrics["slide"] = {
+        "slide": str(slide_path), "outputs": str(slide.out_dir), "tiles": summary["tiles"],
+        "tissue_area_mm2": summary["tissue_area_mm2"], "class_area_mm2": summary["class_area_mm2"],
+        "providers": summary["model"]["providers_in_use"], "seconds": summary["timings_s"]["total"],
+    }
+    atomic_write_text(result.metrics_path, json.dumps(result.metrics, indent=2))
+    return result
+
+
+def _mosaic(images, size_px: int, seed: int) -> np.ndarray:
+    """Images on a grid of cells over white glass, about three cells in four filled, with a glass margin."""
+    cell_h = max(image.shape[0] for image in images)
+    cell_w = max(image.shape[1] for image in images)
+    margin = size_px // 16
+    rows, cols = max(1, (size_px - 2 * margin) // cell_h), max(1, (size_px - 2 * margin) // cell_w)
+    rng = np.random.default_rng(seed)
+    canvas = np.full((size_px, size_px, 3), 245, np.uint8)
+    for cell in range(rows * cols):
+        if rng.random() > 0.75:
+            continue
+        image = images[int(rng.integers(len(images)))]
+        y, x = margin + (cell // cols) * cell_h, margin + (cell % cols) * cell_w
+        height, width = min(image.shape[0], size_px - y), min(image.shape[1], size_px - x)
+        canvas[y : y + height, x : x + width] = image[:height, :width]
+    return canvas

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--no-export", dest="export_onnx", action="store_false",
                         help="skip the final model.onnx export and its parity check against Keras")
+    parser.add_argument("--no-slide", dest="segment_slide", action="store_false",
+                        help="skip segmenting a synthetic pyramidal slide with model.onnx at the end")
     return parser
 
 
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_demo(args.out, glas=args.glas, mode=args.mode, epochs=args.epochs,
                           n_images=args.n_images, masked=masked,
-                          learning_rate=args.lr, seed=args.seed, export_onnx=args.export_onnx)
+                          learning_rate=args.lr, seed=args.seed, export_onnx=args.export_onnx,
+                          segment_slide=args.segment_slide)
     except WeaksegError as error:
         return fail(str(error))
     _print_summary(result)
@@ -57,6 +60,11 @@ def _print_summary(result) -> None:
     if onnx:
         print(f"onnx:        {onnx['path']} (max |logit - Keras| {onnx['max_abs_logit_diff']:.1e}, "
               f"argmax agreement {onnx['argmax_agreement']:.2%})")
+    slide = result.metrics.get("slide")
+    if slide:
+        print(f"slide:       {slide['slide']} -> {slide['outputs']}/ (labels.tif, probabilities_*.tif, overlay.png, "
+              f"annotations.geojson, summary.json; {slide['tiles']['run']} tiles run, "
+              f"{slide['tiles']['skipped_background']} background, {slide['seconds']:.1f} s)")
     if validation:
         dice = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in validation["dice"].items())
         print(f"validation:  pixel accuracy {validation['pixel_accuracy']:.3f}, "
