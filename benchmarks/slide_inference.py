@@ -193,13 +193,28 @@ def efficiency(slide_path: Path, model: Path, region_px: int, work: Path) -> dic
 
 
 # ---------------------------------------------------------------------- 2. memory
+# Peak RSS is the process's own high-water mark, VmHWM. ru_maxrss is not: Linux carries the parent's
+# resident size at fork into the child's ru_maxrss across exec, so a child of a big parent reports
+# the parent's size (the first run of this script showed 1358 MB for both slides, the parent's RSS).
 MEMORY_RUN = """
 import json, resource, sys, time
+import weaksegtf.inference.slide_segmenter as module
 from weaksegtf.inference import SlideSegmenter
+
+def hwm_mb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+
+tiles_done = {}
+write_outputs = module.write_slide_outputs
+def recorded(*args, **kwargs):  # the high-water mark once every tile is on disk, before the output files
+    tiles_done["rss_mb"] = hwm_mb()
+    return write_outputs(*args, **kwargs)
+module.write_slide_outputs = recorded
 start = time.perf_counter()
 result = SlideSegmenter(sys.argv[1], batch_size=4, progress=False).segment(sys.argv[2], sys.argv[3], force=True)
 summary = result.summary
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"rss_mb": hwm_mb(), "tiles_rss_mb": tiles_done["rss_mb"],
+                  "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "wall_s": time.perf_counter() - start, "tiles": summary["tiles"],
                   "output_px": summary["output_size_px"], "features": summary["outputs"]["geojson_features"],
                   "timings_s": summary["timings_s"]}))
@@ -325,7 +340,7 @@ def report(args, eff: dict, mem: list[dict], peer_row: dict, seam_rows: list[dic
     lines = [HEADING, "", f"Command: `python benchmarks/slide_inference.py --size {args.size} --region {args.region} "
              f"--memory-sizes {' '.join(map(str, args.memory_sizes))} --peer-region {args.peer_region}` "
              f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}; whole run {seconds:.0f} s).", ""]
+             f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}).", ""]
     lines += [
         f"Synthetic slide: {args.size} x {args.size} px at {MPP} um/px, 6 levels (1x..32x), uncompressed 256-px "
         "tiles, tiled from a crop of CMU-1-Small-Region.svs (95% tissue). Model: a WeakSegmenter (ResNet-18 trunk, "
@@ -351,16 +366,23 @@ def report(args, eff: dict, mem: list[dict], peer_row: dict, seam_rows: list[dic
         "### Peak memory", "",
         "Each slide is segmented whole at level-0 resolution (0.5 um/px) in its own process, with a cheap "
         "stride-16 model (16 x 16 average pooling, 1 x 1 colour classifier, nearest upsampling) so the time goes to "
-        "the slide pipeline; default tiling (512 / 128 px), labels, overlay and GeoJSON written. Peak RSS is "
-        "`ru_maxrss` of that process.", "",
-        "| slide | level-0 output | tiles | wall s | peak RSS |", "|---|---:|---:|---:|---:|",
+        "the slide pipeline; default tiling (512 / 128 px), labels, overlay and GeoJSON written. Peak RSS is the "
+        "process's `VmHWM` (its `ru_maxrss` includes the parent's size at fork on Linux, so it is not used).", "",
+        "| slide | level-0 output | tiles | GeoJSON features | wall s | peak RSS, tiles done | peak RSS, whole run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in mem:
         lines.append(f"| {row['slide_px'][0]} x {row['slide_px'][1]} px | {row['output_px'][0] * row['output_px'][1] / 1e6:.0f} Mpx "
-                     f"| {row['tiles']['total']} | {row['wall_s']:.0f} | **{row['rss_mb']:.0f} MB** |")
+                     f"| {row['tiles']['total']} | {row['features']} | {row['wall_s']:.0f} | {row['tiles_rss_mb']:.0f} MB | "
+                     f"**{row['rss_mb']:.0f} MB** |")
     if len(mem) == 2:
         area = (mem[1]["output_px"][0] * mem[1]["output_px"][1]) / (mem[0]["output_px"][0] * mem[0]["output_px"][1])
-        lines += ["", f"{area:.0f}x the area, {mem[1]['rss_mb'] / mem[0]['rss_mb']:.2f}x the peak RSS."]
+        lines += ["", f"{area:.0f}x the area: {mem[1]['tiles_rss_mb'] / mem[0]['tiles_rss_mb']:.2f}x the peak RSS while "
+                  f"tiles run and stitch, {mem[1]['rss_mb'] / mem[0]['rss_mb']:.2f}x over the whole run. What remains "
+                  "after the tiles is tracing the GeoJSON polygons, which works on the finest label level no larger "
+                  "than 4096 px (`geojson_max_px`), so its memory follows how fragmented that level is, up to a "
+                  "fixed cap, not the slide's area. Extrapolated, the 40000 px slide at level 0 (10,816 tiles) was "
+                  "not run here: it would take about 4x the 20000 px run."]
     lines += ["", "### Peer: MONAI sliding_window_inference", ""]
     if "error" in peer_row:
         lines.append(peer_row["error"])
@@ -424,7 +446,9 @@ def main() -> int:
             seconds = write_mosaic_slide(DEFAULT_SLIDE, path, side)
             print(f"wrote {path} ({path.stat().st_size / 1e9:.1f} GB) in {seconds:.0f} s", flush=True)
         slides[side] = path
-    results: dict = {}
+    results_path = work / "results.json"
+    # Parts skipped on this run keep their numbers from the last run (same work folder).
+    results: dict = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "efficiency" not in args.skip:
         results["efficiency"] = efficiency(slides[args.size], resnet_model(work), args.region, work)
         print(json.dumps(results["efficiency"], indent=1), flush=True)
@@ -439,10 +463,12 @@ def main() -> int:
         results["seams"] = seams(resnet_model(work), work)
         print(json.dumps(results["seams"], indent=1), flush=True)
     load_after = os.getloadavg()[0]
-    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["load_average"] = [load_before, load_after] if len(args.skip) == 0 else results.get(
+        "load_average", [load_before, load_after])
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
     if {"efficiency", "memory", "peer", "seams"} <= set(results):
         section = report(args, results["efficiency"], results["memory"], results["peer"], results["seams"],
-                         (load_before, load_after), time.perf_counter() - start)
+                         tuple(results["load_average"]), time.perf_counter() - start)
         print(section)
         replace_section(Path(args.write), HEADING, section)
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -29,6 +29,10 @@ import numpy.typing as npt
 Polygon = list[npt.NDArray[np.int64]]
 
 
+#: Boundary points cleaned up at once.
+_CHUNK_POINTS = 1 << 18
+
+
 def _neighbours(segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the previous and next point of each point, cyclic within its ring."""
     count = len(segment)
@@ -173,7 +177,22 @@ def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
     if hierarchy is None:
         return []
     hierarchy = hierarchy[0]
-    rings, pinched = _corner_rings([c[:, 0, :].astype(np.int64) - 1 for c in contours])
+    # In chunks of contours, so the vectorised clean-up of a fragmented mask
+    # (millions of boundary points) never needs more than a few tens of MB.
+    rings: list[np.ndarray] = []
+    pinched_parts = []
+    start = 0
+    while start < len(contours):
+        stop, points = start, 0
+        while stop < len(contours) and (stop == start or points + len(contours[stop]) <= _CHUNK_POINTS):
+            points += len(contours[stop])
+            stop += 1
+        chunk_rings, chunk_pinched = _corner_rings([c[:, 0, :] - 1 for c in contours[start:stop]])
+        rings += chunk_rings
+        pinched_parts.append(chunk_pinched)
+        start = stop
+    del contours
+    pinched = np.concatenate(pinched_parts)
     polygons: list[Polygon] = []
     for index, (_, _, first_child, parent) in enumerate(hierarchy):
         if parent >= 0 or len(rings[index]) < 3:

@@ -31,7 +31,7 @@ class TilePrefetcher:
         preprocess: callable, optional. uint8 ``(B, T, T, 3)`` batch to a
             uint8 batch (stain normalisation). Defaults to ``None``.
         workers: int. Reading threads. Defaults to 2.
-        depth: int. Batches read ahead. Defaults to 4.
+        depth: int. Batches read ahead. Defaults to 3.
 
     Attributes:
         wait_s: float. Time the consumer spent waiting for batches.
@@ -49,7 +49,7 @@ class TilePrefetcher:
         batch_size: int,
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         workers: int = 2,
-        depth: int = 4,
+        depth: int = 3,
     ) -> None:
         self._read_tile = read_tile
         self._indices = np.asarray(indices, dtype=np.int64)

@@ -41,7 +41,7 @@ class Stitcher:
         probabilities: TileStore, optional. ``C`` channels, uint8 probabilities.
             Defaults to ``None``.
         background_class: int. Class given to skipped tiles. Defaults to 0.
-        depth: int. Batches queued for writing. Defaults to 4.
+        depth: int. Batches queued for writing. Defaults to 2.
 
     Example:
     >>> with Stitcher(plan, labels, checkpoint) as stitcher:  # doctest: +SKIP
@@ -55,7 +55,7 @@ class Stitcher:
         checkpoint: Checkpoint,
         probabilities: TileStore | None = None,
         background_class: int = 0,
-        depth: int = 4,
+        depth: int = 2,
     ) -> None:
         self.plan = plan
         self.labels = labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -68,32 +68,28 @@ def label_features(
     class_colors: Sequence[Sequence[int]],
     level0_px_per_px: float,
     skip_classes: Sequence[int] = (0,),
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """QuPath annotation features: one polygon (with holes) per connected region of each class.
 
     Coordinates are level-0 pixels: a label pixel ``(i, j)`` covers
     ``[j, j + 1) x [i, i + 1)`` times ``level0_px_per_px``, which is how QuPath
-    places pixels too (a pixel's centre at +0.5).
+    places pixels too (a pixel's centre at +0.5). Features are generated one
+    at a time, so a slide with many regions is never held as Python objects.
     """
-    features = []
     for index, (name, color) in enumerate(zip(class_names, class_colors)):
         if index in skip_classes:
             continue
+        classification = {"name": name, "color": [int(v) for v in color]}
         for polygon in mask_polygons(labels == index):
             rings = []
             for ring in polygon:
                 closed = np.concatenate([ring, ring[:1]]).astype(np.float64) * level0_px_per_px
                 rings.append(np.round(closed, 2).tolist())
-            features.append({
+            yield {
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": rings},
-                "properties": {
-                    "objectType": "annotation",
-                    "classification": {"name": name, "color": [int(v) for v in color]},
-                    "isLocked": False,
-                },
-            })
-    return features
+                "properties": {"objectType": "annotation", "classification": classification, "isLocked": False},
+            }
 
 
 def write_geojson(
@@ -105,6 +101,9 @@ def write_geojson(
     skip_classes: Sequence[int] = (0,),
 ) -> int:
     """Write a QuPath-compatible GeoJSON FeatureCollection of the predicted regions.
+
+    Features are written as they are traced (the file is renamed into place
+    when complete), so memory stays at one class's polygons.
 
     Args:
         path: str or path. The ``.geojson`` to write.
@@ -122,7 +121,13 @@ def write_geojson(
     >>> write_geojson("cells.geojson", labels, ["background", "gland"],  # doctest: +SKIP
     ...               [(240, 240, 240), (220, 40, 40)], level0_px_per_px=4.0)
     """
-    features = label_features(labels, class_names, class_colors, level0_px_per_px, skip_classes)
-    document = {"type": "FeatureCollection", "features": features}
-    write_text_atomic(path, json.dumps(document, separators=(",", ":")) + "\n")
-    return len(features)
+    temporary = partial_path(path)
+    count = 0
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write('{"type":"FeatureCollection","features":[')
+        for feature in label_features(labels, class_names, class_colors, level0_px_per_px, skip_classes):
+            handle.write(("," if count else "") + json.dumps(feature, separators=(",", ":")))
+            count += 1
+        handle.write("]}\n")
+    publish(temporary, path)
+    return count
