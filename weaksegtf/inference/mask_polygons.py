@@ -123,29 +123,37 @@ def _inside_point(ring: np.ndarray) -> tuple[float, float]:
     return float(middle[0]), float(middle[1])
 
 
-def _unpinch(group: list[np.ndarray]) -> list[Polygon]:
+def _unpinch(group: list[np.ndarray], pinched: Sequence[bool]) -> list[Polygon]:
     """Simple polygons from an outer ring and its holes where some ring touches itself.
 
-    Splitting at the touching vertices gives loops; loops turning the way the
-    outer ring does are outlines, the others holes, each given to the
-    smallest outline around it.
+    Splitting the touching rings at the shared vertices gives loops; loops
+    turning the way the outer ring does are outlines, the others holes, each
+    given to the smallest outline around it.
     """
     orientation = np.sign(signed_area(group[0]))
-    loops = [loop for ring in group for loop in _split_loops(ring)]
-    signed = [signed_area(loop) for loop in loops]
-    outlines = [loop for loop, area in zip(loops, signed) if np.sign(area) == orientation]
-    holes = [loop for loop, area in zip(loops, signed) if np.sign(area) != orientation]
+    loops = [loop for ring, split in zip(group, pinched) for loop in (_split_loops(ring) if split else [ring])]
+    signed = np.array([signed_area(loop) for loop in loops])
+    is_outline = np.sign(signed) == orientation
+    outlines = [loop for loop, keep in zip(loops, is_outline) if keep]
+    holes = [loop for loop, keep in zip(loops, is_outline) if not keep]
     polygons: list[Polygon] = [[outline] for outline in outlines]
-    areas = [abs(area) for area in signed if np.sign(area) == orientation]
+    if len(outlines) == 1:
+        polygons[0] += holes
+        return polygons
+    areas = np.abs(signed[is_outline])
     contours = [outline.astype(np.float32).reshape(-1, 1, 2) for outline in outlines]
     low = np.array([outline.min(axis=0) for outline in outlines])
     high = np.array([outline.max(axis=0) for outline in outlines])
-    for hole in holes:
-        point = _inside_point(hole)
-        near = np.flatnonzero((low <= point).all(axis=1) & (point <= high).all(axis=1))
-        around = [k for k in near.tolist() if cv2.pointPolygonTest(contours[k], point, False) > 0]
-        if around:
-            polygons[min(around, key=lambda k: areas[k])].append(hole)
+    points = np.array([_inside_point(hole) for hole in holes]).reshape(-1, 2)
+    for start in range(0, len(holes), 1024):  # bounding boxes first, all holes of a chunk at once
+        chunk = points[start : start + 1024, None, :]
+        near = ((low[None] <= chunk) & (chunk <= high[None])).all(axis=2)
+        for offset, row in enumerate(near):
+            point = tuple(points[start + offset].tolist())
+            for k in sorted(np.flatnonzero(row).tolist(), key=lambda k: areas[k]):
+                if cv2.pointPolygonTest(contours[k], point, False) > 0:
+                    polygons[k].append(holes[start + offset])
+                    break
     return polygons
 
 
@@ -204,7 +212,7 @@ def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
                 group.append(rings[child])
                 members.append(child)
             child = hierarchy[child][0]
-        polygons += _unpinch(group) if pinched[members].any() else [group]
+        polygons += _unpinch(group, pinched[members]) if pinched[members].any() else [group]
     return polygons
 
 
