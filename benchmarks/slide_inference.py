@@ -27,9 +27,10 @@ for the memory comparison. Then, in one run:
 Prints tables and replaces the "## Whole-slide inference" section of
 docs/benchmarks.md (other sections are kept).
 
-Usage:
-    python benchmarks/slide_inference.py [--size 40000] [--region 12288] [--memory-sizes 10000 20000]
-        [--peer-region 2048] [--work /tmp/weakseg_slide_inference] [--write docs/benchmarks.md]
+Usage (about 5 minutes on 2 cores once the slides exist; writing them takes 2 more):
+    python benchmarks/slide_inference.py [--size 40000] [--region 12288] [--memory-sizes 10000 40000]
+        [--peer-region 2048] [--rounds 2] [--work /tmp/weakseg_slide_inference] [--write docs/benchmarks.md]
+        [--skip efficiency memory peer seams]
 """
 
 from __future__ import annotations
@@ -209,7 +210,14 @@ from weaksegtf.inference import SlideSegmenter
 def hwm_mb():
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
 
+from weaksegtf.preprocessing import TissueMask
 tiles_done = {}
+from_slide = TissueMask.from_slide.__func__
+def tissue_recorded(cls, *args, **kwargs):  # the high-water mark once the tissue mask is made
+    mask = from_slide(cls, *args, **kwargs)
+    tiles_done["tissue_rss_mb"] = hwm_mb()
+    return mask
+TissueMask.from_slide = classmethod(tissue_recorded)
 write_outputs = module.write_slide_outputs
 def recorded(*args, **kwargs):  # the high-water mark once every tile is on disk, before the output files
     tiles_done["rss_mb"] = hwm_mb()
@@ -218,7 +226,7 @@ module.write_slide_outputs = recorded
 start = time.perf_counter()
 result = SlideSegmenter(sys.argv[1], batch_size=4, progress=False).segment(sys.argv[2], sys.argv[3], force=True)
 summary = result.summary
-print(json.dumps({"rss_mb": hwm_mb(), "tiles_rss_mb": tiles_done["rss_mb"],
+print(json.dumps({"rss_mb": hwm_mb(), "tiles_rss_mb": tiles_done["rss_mb"], "tissue_rss_mb": tiles_done["tissue_rss_mb"],
                   "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "wall_s": time.perf_counter() - start, "tiles": summary["tiles"],
                   "output_px": summary["output_size_px"], "features": summary["outputs"]["geojson_features"],
@@ -228,7 +236,9 @@ print(json.dumps({"rss_mb": hwm_mb(), "tiles_rss_mb": tiles_done["rss_mb"],
 
 def memory(slide_path: Path, model: Path, work: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", MEMORY_RUN, str(model), str(slide_path), str(work / f"memory_{slide_path.stem}")],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"memory run on {slide_path} failed:\n{out.stderr}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
     from weaksegtf.slides import open_slide
 
@@ -386,29 +396,29 @@ def report(args, eff: dict, mem: list[dict], peer_row: dict, seam_rows: list[dic
         "stride-16 model (16 x 16 average pooling, 1 x 1 colour classifier, nearest upsampling) so the time goes to "
         "the slide pipeline; default tiling (512 / 128 px), labels, overlay and GeoJSON written. Peak RSS is the "
         "process's `VmHWM` (its `ru_maxrss` includes the parent's size at fork on Linux, so it is not used).", "",
-        "| slide | level-0 output | tiles | GeoJSON features | wall s | peak RSS, tiles done | peak RSS, whole run |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| slide | level-0 output | tiles | GeoJSON features | wall s | peak RSS: tissue mask made | tiles done | whole run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in mem:
         lines.append(f"| {row['slide_px'][0]} x {row['slide_px'][1]} px | {row['output_px'][0] * row['output_px'][1] / 1e6:.0f} Mpx "
-                     f"| {row['tiles']['total']} | {row['features']} | {row['wall_s']:.0f} | {row['tiles_rss_mb']:.0f} MB | "
+                     f"| {row['tiles']['total']} | {row['features']} | {row['wall_s']:.0f} | {row['tissue_rss_mb']:.0f} MB | "
+                     f"{row['tiles_rss_mb']:.0f} MB | "
                      f"**{row['rss_mb']:.0f} MB** |")
     if len(mem) == 2:
         area = (mem[1]["output_px"][0] * mem[1]["output_px"][1]) / (mem[0]["output_px"][0] * mem[0]["output_px"][1])
-        lines += ["", f"{area:.0f}x the area: {mem[1]['tiles_rss_mb'] / mem[0]['tiles_rss_mb']:.2f}x the peak RSS while "
-                  f"tiles run and stitch, {mem[1]['rss_mb'] / mem[0]['rss_mb']:.2f}x over the whole run. Nothing in the "
+        lines += ["", f"{area:.0f}x the area: {mem[1]['rss_mb'] / mem[0]['rss_mb']:.2f}x the peak RSS. Nothing in the "
                   "tile loop holds the slide or its outputs: results go to disk tile by tile (`os.pwrite`, no memory "
                   "map), and the large buffers are the batches queued between threads, at most 3 + 1 read ahead and "
-                  "2 + 1 waiting to be stitched, 12.6 MB each here (4 x 512 x 512 x 3 float32), so about 100 MB "
-                  "whatever the slide. How full those queues are at the peak depends on the relative speed of the "
-                  "threads, which moved by tens of MB between repeated runs on this shared machine (glibc's "
-                  "`mallinfo2` at the peak: 67 MB of such buffers for the smaller slide in one run, 140 MB for the "
-                  "larger). What does grow with the slide: the tissue mask at 8 um/px and its integral image (9 bytes "
-                  "per mask pixel: 14 MB for this 20000 px slide, 56 MB at 40000 px) and the strips the pyramid writer "
-                  "reads (a few rows of tiles across the slide's width). After the tiles, the GeoJSON polygons are "
-                  "traced on the finest label level no larger than 4096 px (`geojson_max_px`), so that step follows "
-                  "how fragmented the labels are, up to a fixed cap. The 40000 px slide at level 0 (10,816 tiles, "
-                  "about 4x the 20000 px run) was not run within this benchmark's time budget."]
+                  "2 + 1 waiting to be stitched, 12.6 MB each here (4 x 512 x 512 x 3 float32), about 100 MB whatever "
+                  "the slide; how full they are at the peak depends on the threads' relative speed, which varies by "
+                  "tens of MB between runs on a shared machine. What grows with the slide: the tissue mask "
+                  "(`TissueMask.from_slide` at 8 um/px, 1/256 of the level-0 pixels here, with its integral image and "
+                  f"the images made on the way; the first RSS column, {mem[1]['tissue_rss_mb'] - mem[0]['tissue_rss_mb']:.0f} MB "
+                  "more for the larger slide) and the strips the pyramid writer reads (a few rows of tiles across the "
+                  "slide's width). The largest step is the last: the GeoJSON "
+                  "polygons are traced on the finest label level no larger than 4096 px (`geojson_max_px`), so it "
+                  "follows how fragmented that level is (this colour model's labels are very fragmented), up to a "
+                  "fixed cap."]
     lines += ["", "### Peer: MONAI sliding_window_inference", ""]
     if "error" in peer_row:
         lines.append(peer_row["error"])
@@ -457,7 +467,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=40000, help="side of the big slide, px (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=2, help="pipeline runs between model-alone runs (default: %(default)s)")
     parser.add_argument("--region", type=int, default=12288, help="level-0 side of the efficiency region (default: %(default)s)")
-    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[10000, 20000],
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[10000, 40000],
                         help="sides of the two slides segmented whole at level 0 (default: %(default)s)")
     parser.add_argument("--peer-region", type=int, default=2048, help="side of the MONAI region at 2 um/px (default: %(default)s)")
     parser.add_argument("--work", default="/tmp/weakseg_slide_inference", help="scratch folder (default: %(default)s)")
