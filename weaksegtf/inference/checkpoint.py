@@ -44,7 +44,7 @@ class Checkpoint:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.n_tiles = int(n_tiles)
         self.interval_s = float(interval_s)
-        self.done = np.zeros(self.n_tiles, dtype=bool)
+        self.done: npt.NDArray[np.bool_] = np.zeros(self.n_tiles, dtype=bool)
         self._pending: list[int] = []
         self._last_commit = time.monotonic()
         state_path = self.folder / "state.json"

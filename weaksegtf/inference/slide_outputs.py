@@ -18,6 +18,7 @@ from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan
 from weaksegtf.inference.tile_store import TileStore
 from weaksegtf.inference.writers import partial_path, publish, write_geojson, write_overlay_png
+from weaksegtf.slides.slide_reader import SlideReader
 
 
 def probability_file_name(index: int, name: str) -> str:
@@ -26,7 +27,7 @@ def probability_file_name(index: int, name: str) -> str:
 
 
 def write_slide_outputs(
-    slide,
+    slide: SlideReader,
     plan: TilePlan,
     metadata: OnnxMetadata,
     mpp: float,

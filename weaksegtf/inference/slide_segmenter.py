@@ -18,10 +18,10 @@ from weaksegtf.inference.checkpoint import Checkpoint
 from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.session import ModelSession, load_session
+from weaksegtf.inference.slide_outputs import write_slide_outputs
 from weaksegtf.inference.stitcher import Stitcher
 from weaksegtf.inference.tile_scheduler import SIZE_MULTIPLE_PX, TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
-from weaksegtf.inference.slide_outputs import write_slide_outputs
 from weaksegtf.inference.writers import write_text_atomic
 from weaksegtf.slides.slide_reader import SlideReader
 
@@ -285,7 +285,17 @@ class SlideSegmenter:
             "thumbnail_px": self.thumbnail_px,
         }
 
-    def _run_tiles(self, slide, plan, run, checkpoint, labels, probabilities, progress) -> tuple[float, float]:
+    def _run_tiles(
+        self,
+        slide: SlideReader,
+        plan: TilePlan,
+        run: np.ndarray,
+        checkpoint: Checkpoint,
+        labels: TileStore,
+        probabilities: TileStore | None,
+        progress: Progress,
+    ) -> tuple[float, float]:
+        """Run the model on every unfinished tissue tile; returns (session wait, session run) seconds."""
         todo = np.flatnonzero(run & ~checkpoint.done)
         background = np.flatnonzero(~run & ~checkpoint.done)
         progress.start_slide(slide.name, int(run.sum()), int(run.sum()) - len(todo))
