@@ -135,3 +135,21 @@ def test_sigkill_mid_slide_then_rerun_gives_the_uninterrupted_output(tmp_path):
     for key in ("class_area_mm2", "tissue_area_mm2", "outputs", "settings"):
         assert resumed[key] == clean[key]
     assert not (killed / ".work").exists()
+
+
+def test_folder_of_plain_images_jpeg_and_flat_tiff(model, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = blob_image(200, 240)
+    cv2.imwrite(str(folder / "a.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # An untiled TIFF with resolution tags (0.5 um/px) needs no --mpp; the JPEG takes --mpp.
+    tifffile.imwrite(folder / "b.tif", image, photometric="rgb", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    out = tmp_path / "out"
+    assert infer_cli.main([str(model), str(folder), "--out", str(out), "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert "1 done, 0 already complete, 1 failed" in printed and "a.jpg has no resolution" in printed
+    assert infer_cli.main([str(model), str(folder), "--out", str(out), "--quiet", "--mpp", "0.5"]) == 0
+    assert "1 done, 1 already complete, 0 failed" in capsys.readouterr().out
+    for name in ("a", "b"):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["slide_mpp"] == 0.5 and summary["output_size_px"] == [120, 100]
