@@ -45,6 +45,8 @@ import os
 import time
 from pathlib import Path
 
+from _markdown import replace_section
+
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -245,16 +247,6 @@ def table_markdown(summary: dict, experiment: str, class_names) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Results\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1:])
-    path.write_text(text)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,7 +323,7 @@ def main() -> None:
                    f"### Low-resolution labels (Zhao et al. 2019)\n\nBlocks of {args.block_px} px, gland-fraction "
                    f"bins {args.bins}; joint table from {args.table_images} dense images in `{out / 'lowres/joint_table.csv'}`.\n\n"
                    f"{lowres_table}\n")
-        write_section(Path(args.results_md), section)
+        replace_section(Path(args.results_md), HEADING, section, header="# Results\n")
 
 
 if __name__ == "__main__":

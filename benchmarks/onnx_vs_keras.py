@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _markdown import replace_section
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +163,7 @@ def main() -> None:
         command = "python benchmarks/onnx_vs_keras.py" + (f" --model {_shown(Path(args.model))}" if args.model else "")
         command += f" --rounds {args.rounds} --repeats {args.repeats}"
         section = f"## ONNX vs Keras\n\nCommand: `{command}`\n\n{summary}\n"
-        _replace_section(Path(args.write), "## ONNX vs Keras", section)
+        replace_section(Path(args.write), "## ONNX vs Keras", section)
 
 
 def _model_path(args, scratch: Path) -> Path:
@@ -228,18 +230,6 @@ def _shown(path: Path) -> str:
     except ValueError:
         return str(path)
 
-
-def _replace_section(path: Path, heading: str, section: str) -> None:
-    """Replace one ``## `` section of a markdown file (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery number here comes from a script in `benchmarks/`.\n"
-    start = text.find(heading)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

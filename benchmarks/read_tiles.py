@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from _markdown import replace_section
+
 import cv2
 import numpy as np
 
@@ -147,17 +149,6 @@ def time_prepare(slide_path: Path, labels_path: Path, out_dir: Path) -> tuple[fl
     return time.perf_counter() - start, summary
 
 
-def replace_section(path: Path, heading: str, section: str) -> None:
-    """Replace one ``## `` section of a markdown file (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(heading + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
-    path.write_text(text)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,7 +181,7 @@ def main() -> int:
         f"crop of CMU-1-Small-Region.svs"
         + ("" if write_s != write_s else f" (written in {write_s:.1f} s)") + ".",
         "",
-        f"| target mpp | level read | level-0 region | pyramid ms/tile | level 0 + resize ms/tile | speed-up | mean abs diff |",
+        "| target mpp | level read | level-0 region | pyramid ms/tile | level 0 + resize ms/tile | speed-up | mean abs diff |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reads:

@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+from _markdown import replace_section
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,17 +343,6 @@ def seams(model: Path, work: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- report
-def replace_section(path: Path, heading: str, section: str) -> None:
-    """Replace one ``## `` section of a markdown file (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(heading + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
-    path.write_text(text)
-
 
 def report(args, eff: dict, mem: list[dict], peer_row: dict, seam_rows: list[dict], load: tuple,
            seconds: float) -> str:

@@ -29,6 +29,8 @@ import statistics
 import time
 from pathlib import Path
 
+from _markdown import replace_section
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,20 +119,8 @@ def main() -> None:
             f"{HEADING}\n\nCommand: `python benchmarks/unet_throughput.py --rounds {args.rounds} --steps {steps}`\n\n"
             f"{summary}\n"
         )
-        _replace_section(Path(args.write), HEADING, section)
+        replace_section(Path(args.write), HEADING, section)
 
-
-def _replace_section(path: Path, heading: str, section: str) -> None:
-    """Replace one ``## `` section of a markdown file (or append it), keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(heading + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else text[end + 1:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Only numpy, OpenCV, Pillow and tifffile are used here (never TensorFlow), so
 the folder formats can be prepared and checked on a machine without it.
 """
 
+from weaksegtf.data.block_labels import bin_shares, block_class_shares, block_labels_from_masks
 from weaksegtf.data.glas import (
     CLASS_NAMES as GLAS_CLASS_NAMES,
     GlasPlan,
@@ -21,6 +22,7 @@ from weaksegtf.data.images import (
     read_rgb,
     write_png,
 )
+from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.data.patches import (
@@ -45,8 +47,12 @@ __all__ = [
     "GlasPlan",
     "GlasRecord",
     "GlasSplit",
+    "JointDistributionTable",
     "LabelSet",
     "MaskSet",
+    "bin_shares",
+    "block_class_shares",
+    "block_labels_from_masks",
     "cut_tiles",
     "downsample_label_set",
     "downsample_mask_set",

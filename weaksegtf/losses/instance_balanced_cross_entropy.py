@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from weaksegtf.losses.valid_pixel_mask import _labels, valid_one_hot, weight_map_cross_entropy
+from weaksegtf.losses.valid_pixel_mask import WeightMapLoss, _labels, valid_one_hot, weight_map_cross_entropy
 from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
 
 
@@ -63,7 +63,7 @@ def instance_balanced_cross_entropy(y_true, logits, ignore_value: int = IGNORE_V
 
 
 @keras.saving.register_keras_serializable(package="weaksegtf")
-class InstanceBalancedCrossEntropy(keras.losses.Loss):
+class InstanceBalancedCrossEntropy(WeightMapLoss):
     """Serializable wrapper of :func:`instance_balanced_cross_entropy` (Bokhorst et al. 2018, eq. 1).
 
     Args:
@@ -75,15 +75,5 @@ class InstanceBalancedCrossEntropy(keras.losses.Loss):
     0.6931...
     """
 
-    def __init__(self, ignore_value: int = IGNORE_VALUE, name="instance_balanced_cross_entropy", **kwargs):
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
-        self.ignore_value = ignore_value
-
-    def call(self, y_true, y_pred):
-        return instance_balanced_cross_entropy(y_true, y_pred, self.ignore_value)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["ignore_value"] = self.ignore_value
-        return config
+    default_name = "instance_balanced_cross_entropy"
+    loss_fn = staticmethod(instance_balanced_cross_entropy)

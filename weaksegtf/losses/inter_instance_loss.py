@@ -88,21 +88,25 @@ def inter_instance_loss(
     return grouped_loss(mu, tf.zeros_like(mu), z, eta, rho, group_size, variance_epsilon)
 
 
-@keras.saving.register_keras_serializable(package="weaksegtf")
-class InterInstanceLoss(keras.losses.Loss):
-    """Serializable wrapper of :func:`inter_instance_loss` (Zhao et al. 2019, eqs. 6-9).
+class GroupedStatisticsLoss(keras.losses.Loss):
+    """Base of the serializable group-statistics LSR losses: ``loss_fn(labels, probabilities, eta, rho, ...)``.
+
+    Holds the joint table, the group size, the variance floor and the config
+    round trip; :class:`InterInstanceLoss` and ``IntraInterInstanceLoss`` set
+    ``loss_fn`` and ``default_name`` and register under their own names.
 
     Args:
         joint_table: JointDistributionTable or its ``to_dict()``.
         group_size: int or None. Blocks per group. Defaults to ``15``.
         variance_epsilon: float. Floor added to every predicted variance. Defaults to ``1e-4``.
         from_logits: bool. Apply a softmax to ``y_pred`` first. Defaults to ``True``.
-
-    Example:
-    >>> table = JointDistributionTable([[0.9, 0.1], [0.2, 0.8]], [[0.05, 0.05], [0.1, 0.1]])
-    >>> InterInstanceLoss(table, group_size=2)(np.array([0, 0, 1, 1]), np.zeros((4, 32, 32, 2))).shape
-    TensorShape([])
     """
+
+    default_name = "grouped_statistics_loss"
+
+    @staticmethod
+    def loss_fn(block_labels, probabilities, eta, rho, group_size, variance_epsilon):
+        raise NotImplementedError
 
     def __init__(
         self,
@@ -110,11 +114,11 @@ class InterInstanceLoss(keras.losses.Loss):
         group_size: int | None = DEFAULT_GROUP_SIZE,
         variance_epsilon: float = DEFAULT_VARIANCE_EPSILON,
         from_logits: bool = True,
-        name: str = "inter_instance_loss",
+        name: str | None = None,
         **kwargs,
     ):
         kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name or self.default_name, **kwargs)
         self.joint_table = table_config(joint_table)
         self.group_size = group_size
         self.variance_epsilon = float(variance_epsilon)
@@ -123,7 +127,7 @@ class InterInstanceLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         probabilities = tf.nn.softmax(y_pred) if self.from_logits else y_pred
-        return inter_instance_loss(y_true, probabilities, self._eta, self._rho, self.group_size, self.variance_epsilon)
+        return self.loss_fn(y_true, probabilities, self._eta, self._rho, self.group_size, self.variance_epsilon)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -136,3 +140,19 @@ class InterInstanceLoss(keras.losses.Loss):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="weaksegtf")
+class InterInstanceLoss(GroupedStatisticsLoss):
+    """Serializable wrapper of :func:`inter_instance_loss` (Zhao et al. 2019, eqs. 6-9).
+
+    Arguments as :class:`GroupedStatisticsLoss`.
+
+    Example:
+    >>> table = JointDistributionTable([[0.9, 0.1], [0.2, 0.8]], [[0.05, 0.05], [0.1, 0.1]])
+    >>> InterInstanceLoss(table, group_size=2)(np.array([0, 0, 1, 1]), np.zeros((4, 32, 32, 2))).shape
+    TensorShape([])
+    """
+
+    default_name = "inter_instance_loss"
+    loss_fn = staticmethod(inter_instance_loss)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from weaksegtf.losses.block_statistics import block_statistics
-from weaksegtf.losses.inter_instance_loss import DEFAULT_GROUP_SIZE, grouped_loss
-from weaksegtf.losses.intra_instance_loss import table_arrays, table_config
+from weaksegtf.losses.inter_instance_loss import DEFAULT_GROUP_SIZE, GroupedStatisticsLoss, grouped_loss
 from weaksegtf.losses.statistics_matching import DEFAULT_VARIANCE_EPSILON
 
 
@@ -42,14 +40,10 @@ def intra_inter_instance_loss(
 
 
 @keras.saving.register_keras_serializable(package="weaksegtf")
-class IntraInterInstanceLoss(keras.losses.Loss):
+class IntraInterInstanceLoss(GroupedStatisticsLoss):
     """Serializable wrapper of :func:`intra_inter_instance_loss` (Zhao et al. 2019, eqs. 10-11).
 
-    Args:
-        joint_table: JointDistributionTable or its ``to_dict()``.
-        group_size: int or None. Blocks per group. Defaults to ``15``.
-        variance_epsilon: float. Floor added to every predicted variance. Defaults to ``1e-4``.
-        from_logits: bool. Apply a softmax to ``y_pred`` first. Defaults to ``True``.
+    Arguments as :class:`weaksegtf.losses.inter_instance_loss.GroupedStatisticsLoss`.
 
     Example:
     >>> table = JointDistributionTable([[0.9, 0.1], [0.2, 0.8]], [[0.05, 0.05], [0.1, 0.1]])
@@ -57,37 +51,5 @@ class IntraInterInstanceLoss(keras.losses.Loss):
     TensorShape([])
     """
 
-    def __init__(
-        self,
-        joint_table,
-        group_size: int | None = DEFAULT_GROUP_SIZE,
-        variance_epsilon: float = DEFAULT_VARIANCE_EPSILON,
-        from_logits: bool = True,
-        name: str = "intra_inter_instance_loss",
-        **kwargs,
-    ):
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
-        self.joint_table = table_config(joint_table)
-        self.group_size = group_size
-        self.variance_epsilon = float(variance_epsilon)
-        self.from_logits = from_logits
-        self._eta, self._rho = table_arrays(self.joint_table)
-
-    def call(self, y_true, y_pred):
-        probabilities = tf.nn.softmax(y_pred) if self.from_logits else y_pred
-        return intra_inter_instance_loss(
-            y_true, probabilities, self._eta, self._rho, self.group_size, self.variance_epsilon
-        )
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "joint_table": self.joint_table,
-                "group_size": self.group_size,
-                "variance_epsilon": self.variance_epsilon,
-                "from_logits": self.from_logits,
-            }
-        )
-        return config
+    default_name = "intra_inter_instance_loss"
+    loss_fn = staticmethod(intra_inter_instance_loss)

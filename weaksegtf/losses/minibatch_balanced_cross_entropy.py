@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from weaksegtf.losses.instance_balanced_cross_entropy import balancing_weights
-from weaksegtf.losses.valid_pixel_mask import _labels, valid_one_hot, weight_map_cross_entropy
+from weaksegtf.losses.valid_pixel_mask import WeightMapLoss, _labels, valid_one_hot, weight_map_cross_entropy
 from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
 
 
@@ -48,7 +48,7 @@ def minibatch_balanced_cross_entropy(y_true, logits, ignore_value: int = IGNORE_
 
 
 @keras.saving.register_keras_serializable(package="weaksegtf")
-class MinibatchBalancedCrossEntropy(keras.losses.Loss):
+class MinibatchBalancedCrossEntropy(WeightMapLoss):
     """Serializable wrapper of :func:`minibatch_balanced_cross_entropy` (Bokhorst et al. 2018, eq. 2).
 
     Args:
@@ -60,15 +60,5 @@ class MinibatchBalancedCrossEntropy(keras.losses.Loss):
     0.6931...
     """
 
-    def __init__(self, ignore_value: int = IGNORE_VALUE, name="minibatch_balanced_cross_entropy", **kwargs):
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
-        self.ignore_value = ignore_value
-
-    def call(self, y_true, y_pred):
-        return minibatch_balanced_cross_entropy(y_true, y_pred, self.ignore_value)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["ignore_value"] = self.ignore_value
-        return config
+    default_name = "minibatch_balanced_cross_entropy"
+    loss_fn = staticmethod(minibatch_balanced_cross_entropy)

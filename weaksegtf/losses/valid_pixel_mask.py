@@ -9,6 +9,7 @@ balancing schemes (eqs. 1 and 2, in ``instance_balanced_cross_entropy`` and
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
@@ -74,3 +75,35 @@ def weight_map_cross_entropy(y_true, logits, weight_map, ignore_value: int = IGN
     weights = ops.cast(weight_map, per_pixel.dtype) * ops.cast(valid, per_pixel.dtype)
     n_valid = ops.sum(ops.cast(valid, per_pixel.dtype))
     return ops.sum(weights * per_pixel) / ops.maximum(n_valid, 1.0)
+
+
+class WeightMapLoss(keras.losses.Loss):
+    """Base of the serializable sparse-annotation losses: ``loss_fn(y_true, logits, ignore_value)``.
+
+    Subclasses set ``loss_fn`` (a staticmethod) and ``default_name`` and are
+    registered with Keras under their own names; this class holds the
+    ``ignore_value`` setting, the ``"sum"`` reduction (the functions already
+    divide by the valid-pixel count) and the config round trip.
+
+    Args:
+        ignore_value: int. Label value meaning "not annotated". Defaults to ``255``.
+    """
+
+    default_name = "weight_map_cross_entropy"
+
+    @staticmethod
+    def loss_fn(y_true, logits, ignore_value):
+        raise NotImplementedError
+
+    def __init__(self, ignore_value: int = IGNORE_VALUE, name=None, **kwargs):
+        kwargs.setdefault("reduction", "sum")
+        super().__init__(name=name or self.default_name, **kwargs)
+        self.ignore_value = ignore_value
+
+    def call(self, y_true, y_pred):
+        return self.loss_fn(y_true, y_pred, self.ignore_value)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["ignore_value"] = self.ignore_value
+        return config
