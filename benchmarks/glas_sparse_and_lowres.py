@@ -42,6 +42,8 @@ import argparse
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -318,7 +320,8 @@ def main() -> None:
     lowres_table = table_markdown(summary, "lowres", LOWRES_CLASSES)
     print(f"\n{settings}\n\nSparse annotations\n{sparse_table}\n\nLow-resolution labels\n{lowres_table}")
     if args.results_md:
-        section = (f"{HEADING}\n\nCommand: `python benchmarks/glas_sparse_and_lowres.py --glas {args.glas}`\n\n"
+        command = " ".join(["python benchmarks/glas_sparse_and_lowres.py", *map(shlex.quote, sys.argv[1:])])
+        section = (f"{HEADING}\n\nCommand: `{command}`\n\n"
                    f"{settings}\n\n### Sparse annotations (Bokhorst et al. 2018)\n\n{sparse_table}\n\n"
                    f"### Low-resolution labels (Zhao et al. 2019)\n\nBlocks of {args.block_px} px, gland-fraction "
                    f"bins {args.bins}; joint table from {args.table_images} dense images in `{out / 'lowres/joint_table.csv'}`.\n\n"
