@@ -16,7 +16,7 @@ nbformat = pytest.importorskip("nbformat")
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 # Listed by name so that a deleted notebook fails here instead of silently dropping out of CI.
-TUTORIALS = ["01_quick_start", "02_from_slides", "03_deployment"]
+TUTORIALS = ["01_quick_start", "02_from_slides", "03_deployment", "04_sparse_and_lowres"]
 # Tutorials that read the real slide (the others fall back to built-in synthetic data).
 NEEDS_DATA = {"02_from_slides", "03_deployment"}
 
