@@ -94,13 +94,22 @@ def block_masks(block_maps: np.ndarray, block_px: int) -> np.ndarray:
 # --- evaluation -------------------------------------------------------------------------------------
 
 
-def evaluate(predict, images, masks, class_names, boundary_px) -> dict:
-    """Per-class and masked (boundary) Dice and IoU of ``predict(image) -> class map`` over whole images."""
+def evaluate(predict, images, masks, class_names, boundary_px, run_dir: Path, figure_images) -> dict:
+    """Per-class and masked (boundary) Dice and IoU of ``predict(image) -> class map`` over whole images.
+
+    The predictions of the images indexed by ``figure_images`` go to ``run_dir/predictions.npz`` for the figure.
+    """
     from weaksegtf.metrics import SegmentationEvaluator
 
     evaluator = SegmentationEvaluator(class_names=list(class_names), boundary_distance_px=boundary_px, keep_rows=False)
-    for image, mask in zip(images, masks):
-        evaluator.update(mask, predict(image))
+    kept = {}
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        prediction = predict(image)
+        evaluator.update(mask, prediction)
+        if i in figure_images:
+            kept[f"image_{i}"] = prediction.astype(np.uint8)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(run_dir / "predictions.npz", **kept)
     result = evaluator.result()
     keep = ("pixel_accuracy", "mean_dice", "mean_iou", "dice", "iou", "n_images")
     return {**{k: result[k] for k in keep}, "masked": {k: result["boundary"][k] for k in
@@ -153,8 +162,8 @@ def run_sparse(args, split, summary, save) -> None:
             seed=args.seed, verbose=args.verbose,
         )
         seconds = time.perf_counter() - start
-        metrics = evaluate(lambda image: predict_image(model, image), split.val.images, split.val.masks,
-                           GLAS_CLASS_NAMES, args.boundary_px)
+        metrics = evaluate(lambda image, model=model: predict_image(model, image), split.val.images, split.val.masks,
+                           GLAS_CLASS_NAMES, args.boundary_px, Path(args.out) / key, args.figure_images)
         summary[key] = {"experiment": "sparse", "run": run, "segmentation_loss": loss,
                         "annotated_share": 1.0 if run == "dense" else annotated, "tiles": len(x),
                         "steps": steps * args.epochs, "train_seconds": round(seconds, 1), "validation": metrics}
@@ -218,7 +227,8 @@ def run_lowres(args, split, summary, save) -> None:
                                             **common)
             predict = lambda image, model=model: predict_image(model, image)  # noqa: E731
         seconds = time.perf_counter() - start
-        metrics = evaluate(predict, split.val.images, val_binary, LOWRES_CLASSES, args.boundary_px)
+        metrics = evaluate(predict, split.val.images, val_binary, LOWRES_CLASSES, args.boundary_px,
+                           Path(args.out) / key, args.figure_images)
         summary[key] = {"experiment": "lowres", "run": run, "tiles": len(tiles), "block_px": args.block_px,
                         "bins": list(edges), "table_images": [train.names[i] for i in chosen],
                         "steps": steps * args.epochs, "train_seconds": round(seconds, 1), "validation": metrics}
@@ -228,11 +238,75 @@ def run_lowres(args, split, summary, save) -> None:
 # --- reporting --------------------------------------------------------------------------------------
 
 
+def figure_image_indices(masks) -> list[int]:
+    """Two validation images for the figure: the first holding benign glands, the first holding malignant."""
+    chosen = []
+    for cls in (1, 2):
+        hit = next((i for i, m in enumerate(masks) if np.any(m == cls) and i not in chosen), None)
+        if hit is not None:
+            chosen.append(hit)
+    return chosen or [0]
+
+
+def draw_figure(path: Path, args, split, summary: dict, experiment: str) -> Path | None:
+    """Rows of validation images: image, ground truth, the supervision it would get, then each run's prediction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from weaksegtf.data import GLAS_CLASS_NAMES
+    from weaksegtf.data.block_labels import bin_shares, block_class_shares
+    from weaksegtf.visualize import colorize, overlay
+
+    runs = [row["run"] for row in summary.values() if row["experiment"] == experiment]
+    if not runs:
+        return None
+    binary = experiment == "lowres"
+    names = LOWRES_CLASSES if binary else GLAS_CLASS_NAMES
+    rng = np.random.default_rng(args.seed)
+    columns = ["image", "ground truth", "low-res labels" if binary else "sparse annotation", *runs]
+    fig, axes = plt.subplots(len(args.figure_images), len(columns), squeeze=False,
+                             figsize=(2.2 * len(columns), 2.3 * len(args.figure_images)))
+    for row, index in enumerate(args.figure_images):
+        image, mask = split.val.images[index], split.val.masks[index]
+        truth = (mask > 0).astype(np.uint8) if binary else mask
+        if binary:  # each block's binned gland fraction, as a grey level (dark: mostly gland)
+            height, width = truth.shape
+            pad = ((0, (-height) % args.block_px), (0, (-width) % args.block_px))
+            shares = block_class_shares(np.pad(truth, pad, mode="edge"), args.block_px, 2)[..., 1]
+            centres = np.convolve(args.bins, [0.5, 0.5], mode="valid")[bin_shares(shares, args.bins)]
+            grey = np.repeat(np.repeat(255 * (1 - centres), args.block_px, 0), args.block_px, 1)[:height, :width]
+            supervision = np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
+        else:
+            supervision = colorize(sparsify(mask, rng, args.keep_glands, args.erosion_px, args.stroma_discs,
+                                            args.disc_radius_px), len(names))
+        pictures = [image, colorize(truth, len(names)), supervision]
+        for run in runs:
+            with np.load(Path(args.out) / experiment / run / "predictions.npz") as saved:
+                pictures.append(overlay(image, saved[f"image_{index}"], len(names)))
+        for col, picture in enumerate(pictures):
+            ax = axes[row, col]
+            ax.imshow(picture)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(columns[col], fontsize=9)
+        axes[row, 0].set_ylabel(split.val.names[index], fontsize=8)
+    legend = ", ".join(f"{name} {colour}" for name, colour in zip(names, ("grey", "red", "green")))
+    fig.suptitle(f"GlaS validation images, {experiment} runs ({legend}; black: not annotated)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def table_markdown(summary: dict, experiment: str, class_names) -> str:
     head = ("| run | " + " | ".join(f"Dice {c}" for c in class_names) + " | mean Dice | "
             + " | ".join(f"masked Dice {c}" for c in class_names) + " | masked mean Dice | train s |")
     lines = [head, "|" + "---|" * (2 * len(class_names) + 4)]
-    for key, row in summary.items():
+    for row in summary.values():
         if row["experiment"] != experiment:
             continue
         v = row["validation"]
@@ -248,6 +322,13 @@ def table_markdown(summary: dict, experiment: str, class_names) -> str:
         )
     return "\n".join(lines)
 
+
+
+def figure_link(figures: dict, experiment: str, results_md: str) -> str:
+    if experiment not in figures:
+        return ""
+    relative = os.path.relpath(figures[experiment], Path(results_md).parent)
+    return f"![{experiment} runs on two validation images]({relative})\n\n"
 
 
 def main() -> None:
@@ -277,13 +358,15 @@ def main() -> None:
     parser.add_argument("--table-images", type=int, default=5, help="dense images the joint table is estimated from")
     parser.add_argument("--group-size", type=int, default=15)
     parser.add_argument("--results-md", default=str(ROOT / "docs/results.md"), help="'' to skip")
+    parser.add_argument("--figures", default=str(ROOT / "docs/figures"),
+                        help="where glas-sparse-lowres_<experiment>.png go ('' for --out)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke settings (minutes, numbers meaningless)")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args()
     if args.quick:
         args.unet_filters, args.tile_size, args.batch_size, args.epochs, args.steps = 4, 64, 2, 1, 2
         args.block_px, args.bins, args.table_images, args.group_size, args.verbose = 16, [0, 0.5, 1.0], 3, 4, 0
-        args.results_md, args.out = "", args.out + "_quick"
+        args.results_md, args.out, args.figures = "", args.out + "_quick", ""
 
     import keras
 
@@ -293,6 +376,7 @@ def main() -> None:
     if args.quick:
         split.full_train_masks = split.full_train_masks.subset(range(4))
         split.val = split.val.subset(range(2))
+    args.figure_images = figure_image_indices(split.val.masks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
@@ -319,13 +403,21 @@ def main() -> None:
     sparse_table = table_markdown(summary, "sparse", GLAS_CLASS_NAMES)
     lowres_table = table_markdown(summary, "lowres", LOWRES_CLASSES)
     print(f"\n{settings}\n\nSparse annotations\n{sparse_table}\n\nLow-resolution labels\n{lowres_table}")
+    figures = {}
+    for experiment in ("sparse", "lowres"):
+        path = draw_figure(Path(args.figures or out) / f"glas-sparse-lowres_{experiment}.png", args, split,
+                           summary, experiment)
+        if path is not None:
+            figures[experiment] = path
+            print(f"figure: {path}")
     if args.results_md:
         command = " ".join(["python benchmarks/glas_sparse_and_lowres.py", *map(shlex.quote, sys.argv[1:])])
         section = (f"{HEADING}\n\nCommand: `{command}`\n\n"
                    f"{settings}\n\n### Sparse annotations (Bokhorst et al. 2018)\n\n{sparse_table}\n\n"
+                   f"{figure_link(figures, 'sparse', args.results_md)}"
                    f"### Low-resolution labels (Zhao et al. 2019)\n\nBlocks of {args.block_px} px, gland-fraction "
                    f"bins {args.bins}; joint table from {args.table_images} dense images in `{out / 'lowres/joint_table.csv'}`.\n\n"
-                   f"{lowres_table}\n")
+                   f"{lowres_table}\n\n{figure_link(figures, 'lowres', args.results_md)}")
         replace_section(Path(args.results_md), HEADING, section, header="# Results\n")
 
 
