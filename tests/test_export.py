@@ -93,6 +93,18 @@ def test_onnx_matches_keras_at_two_sizes_and_two_batch_sizes(exported, keras_mod
 
 
 @pytest.mark.slow
+def test_export_simplifies_the_tf2onnx_graph(exported):
+    import onnx
+
+    from weaksegtf.export.graph_rewrite import NORMALISATION_NODE
+
+    nodes = onnx.load(str(exported.onnx_path)).graph.node
+    ops = [node.op_type for node in nodes]
+    # Normalisation is a 1x1 convolution after the layout transpose; the stem's zero Pad is in the MaxPool.
+    assert ops[:2] == ["Transpose", "Conv"] and nodes[1].name == NORMALISATION_NODE
+    assert "Pad" not in ops and "Sub" not in ops
+
+
 def test_metadata_round_trip(exported, keras_model):
     meta = read_onnx_metadata(exported.onnx_path)
     assert meta == exported.metadata
@@ -194,18 +206,26 @@ def test_cli_int8_export_agrees_with_fp32_on_real_glas_tiles(model_path, glas_di
     out = tmp_path / "model.onnx"
     code = export_cli.main([str(model_path), "--onnx", str(out), "--int8", "--calibration", str(glas_dir),
                             "--samples", str(glas_dir), "--tile-size", "32", "--mpp", "1.24",
-                            "--min-int8-agreement", "0.8"])
+                            "--min-int8-agreement", "0.8", "--int8-reduce-range", "on"])
     assert code == 0, capsys.readouterr().err
     assert "onnxruntime int8 vs fp32 (real tiles from" in capsys.readouterr().out
     assert _files(tmp_path) == ["model.int8.onnx", "model.onnx"]
     meta = read_onnx_metadata(tmp_path / "model.int8.onnx")
-    assert meta.quantization.startswith("int8 static QDQ") and meta.mpp == 1.24
+    assert meta.quantization.startswith("int8 static QDQ") and meta.quantization.endswith("with reduce_range")
+    assert meta.mpp == 1.24
     ops = {}
     import onnx
 
-    for node in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node:
+    from weaksegtf.export.graph_rewrite import NORMALISATION_NODE
+
+    graph = onnx.load(str(tmp_path / "model.int8.onnx")).graph
+    for node in graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+    # The input normalisation reads the raw float image: nothing quantises in front of it.
+    normalise = next(node for node in graph.node if node.name == NORMALISATION_NODE)
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    assert [producers.get(name) for name in normalise.input[:2]] == ["Transpose", None]
 
     # Agreement measured here, on GlaS crops the export did not use. A random
     # model's logits are nearly tied, so int8 flips some pixels: 0.8, not 0.99.

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest allowed absolute logit difference from Keras (default: %(default)g)")
     parser.add_argument("--min-int8-agreement", type=float, default=0.99, metavar="X",
                         help="smallest allowed int8-vs-fp32 per-pixel argmax agreement (default: %(default)g)")
+    parser.add_argument("--int8-reduce-range", choices=["auto", "on", "off"], default="auto",
+                        help="7-bit int8 weights: 'on' for AVX2 CPUs without VNNI, 'off' for VNNI/AMX or ARM; "
+                             "'auto' (default) chooses by the exporting CPU")
     parser.add_argument("--mpp", type=float, default=None, metavar="X", help="microns per pixel of the training tiles (metadata)")
     parser.add_argument("--tile-size", type=int, default=None, metavar="N",
                         help="training tile side in pixels (metadata; also calibration and parity tile size)")
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.onnx, args.savedmodel, opset=args.opset, outputs=outputs,
             int8=args.int8, calibration_dir=args.calibration, samples_dir=args.samples,
             tolerance=args.tolerance, min_int8_agreement=args.min_int8_agreement,
+            int8_reduce_range={"auto": None, "on": True, "off": False}[args.int8_reduce_range],
             mpp=args.mpp, tile_size_px=args.tile_size, macenko=args.macenko, seed=args.seed,
         )
     except ParityError as error:

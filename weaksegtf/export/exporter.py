@@ -48,6 +48,7 @@ def export_model(
     parity_shapes_px: Sequence[Shape] | None = None,
     parity_batch_sizes: Sequence[int] = DEFAULT_PARITY_BATCH_SIZES,
     calibration_tiles: int = DEFAULT_CALIBRATION_TILES,
+    int8_reduce_range: bool | None = None,
     seed: int = 0,
     _perturb: Callable[[Any], None] | None = None,
 ) -> ExportReport:
@@ -100,6 +101,9 @@ def export_model(
             for tile size ``t``.
         parity_batch_sizes: sequence of int. Parity batch sizes. Defaults to ``(1, 4)``.
         calibration_tiles: int. Number of int8 calibration tiles. Defaults to ``32``.
+        int8_reduce_range: bool or None. 7-bit int8 weights, for AVX2 CPUs
+            without VNNI; ``None`` (default) chooses by this CPU (see
+            :func:`weaksegtf.export.quantize.default_reduce_range`).
         seed: int. Seed of tile choice and random inputs. Defaults to ``0``.
         _perturb: callable, optional. For tests only: changes the ``onnx.ModelProto``
             before it is written, to force a parity failure.
@@ -140,6 +144,7 @@ def export_model(
     if int8 and int8_path.resolve() == onnx_path.resolve():
         raise ConfigError(f"int8_path {int8_path} is the fp32 output path; expected a different file")
 
+    from weaksegtf.export.graph_rewrite import simplify_graph
     from weaksegtf.export.onnx_export import check_opset, keras_to_onnx, set_metadata
     from weaksegtf.export.segmenter_file import load_segmenter
 
@@ -152,6 +157,7 @@ def export_model(
     with StagedOutputs() as staged:
         onnx_tmp = staged.file(onnx_path)
         proto = keras_to_onnx(segmenter.model, opset, outputs)
+        simplify_graph(proto)  # exact; the parity check below covers it
         set_metadata(proto, metadata)
         if _perturb is not None:
             _perturb(proto)
@@ -185,7 +191,8 @@ def export_model(
 
             int8_tmp = staged.file(int8_path)
             calibration = TileSource(calibration_dir, seed, "calibration")
-            quantize_int8(onnx_tmp, int8_tmp, calibration.batch(calibration_tiles, tile, tile))
+            quantize_int8(onnx_tmp, int8_tmp, calibration.batch(calibration_tiles, tile, tile),
+                          reduce_range=int8_reduce_range)
             # Held-out inputs: the samples, or other crops of the calibration images.
             evaluation = samples if samples_dir is not None else TileSource(calibration_dir, seed + 1, "calibration")
             int8_batches = batches if samples_dir is not None else [
