@@ -361,9 +361,10 @@ def report(args, eff: dict, mem: list[dict], peer_row: dict, seam_rows: list[dic
         f"written once under `--work` and reused; MONAI is not a dependency of weaksegtf (`pip install monai` "
         f"for the peer comparison).", "",
         "### Efficiency", "",
-        f"A {eff['region_level0_px']} x {eff['region_level0_px']} px region in the middle of the slide (a subset: the "
-        f"whole slide at 2 um/px would be {(args.size // 4 // 384 + 1) ** 2} tiles, about "
-        f"{(args.size // 4 // 384 + 1) ** 2 / np.median(eff['model_alone_tiles_per_s']) / 60:.0f} min here), read at "
+        (f"The whole slide" if eff['region_level0_px'] >= args.size else
+         f"A {eff['region_level0_px']} x {eff['region_level0_px']} px region in the middle of the slide (a subset: the "
+         f"whole slide at 2 um/px would be {(args.size // 4 // 384 + 1) ** 2} tiles, about "
+         f"{(args.size // 4 // 384 + 1) ** 2 / np.median(eff['model_alone_tiles_per_s']):.0f} s here)") + ", read at "
         f"{INFERENCE_MPP} um/px from pyramid level {eff['level_read']}: {eff['output_px'][0]} x {eff['output_px'][1]} "
         f"px, {eff['tiles_total']} tiles, {eff['tiles_run']} with tissue.", "",
         "Measured alternately: model alone, pipeline, model alone, pipeline, model alone; each pipeline run is "
