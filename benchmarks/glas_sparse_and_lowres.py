@@ -265,7 +265,7 @@ def draw_figure(path: Path, args, split, summary: dict, experiment: str) -> Path
     binary = experiment == "lowres"
     names = LOWRES_CLASSES if binary else GLAS_CLASS_NAMES
     rng = np.random.default_rng(args.seed)
-    columns = ["image", "ground truth", "low-res labels" if binary else "sparse annotation", *runs]
+    columns = ["image", "ground truth", "low-res labels (dark: gland)" if binary else "sparse annotation", *runs]
     fig, axes = plt.subplots(len(args.figure_images), len(columns), squeeze=False,
                              figsize=(2.2 * len(columns), 2.3 * len(args.figure_images)))
     for row, index in enumerate(args.figure_images):
