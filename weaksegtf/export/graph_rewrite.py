@@ -105,7 +105,8 @@ def _normalisation_as_conv(graph) -> bool:
             numpy_helper.from_array(weight, f"{NORMALISATION_NODE}/weight"),
             numpy_helper.from_array(bias, f"{NORMALISATION_NODE}/bias"),
         ])
-        new_transpose = helper.make_node("Transpose", [image], [nchw], name=f"{NORMALISATION_NODE}/nchw", perm=[0, 3, 1, 2])
+        new_transpose = helper.make_node(
+            "Transpose", [image], [nchw], name=f"{NORMALISATION_NODE}/nchw", perm=[0, 3, 1, 2])
         conv = helper.make_node(
             "Conv", [nchw, f"{NORMALISATION_NODE}/weight", f"{NORMALISATION_NODE}/bias"], [normalised],
             name=NORMALISATION_NODE, kernel_shape=[1, 1],
@@ -145,8 +146,9 @@ def _pad_into_maxpool(graph) -> bool:
                 or any(_attribute(pool, "pads", [0]))):
             continue
         spatial = [int(v) for v in list(pads[2:rank]) + list(pads[rank + 2:])]
-        if any(p < 0 for p in spatial) or any(max(b, e) >= k for b, e, k in zip(spatial[:rank - 2], spatial[rank - 2:], kernel)):
-            continue
+        begins, ends = spatial[:rank - 2], spatial[rank - 2:]
+        if any(p < 0 for p in spatial) or any(max(b, e) >= k for b, e, k in zip(begins, ends, kernel)):
+            continue  # a window of padding only would give 0 before and -inf after
         pool.input[0] = pad.input[0]
         kept = [a for a in pool.attribute if a.name != "pads"]
         del pool.attribute[:]
