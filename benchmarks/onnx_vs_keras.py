@@ -208,13 +208,14 @@ def _int8_note() -> str:
 
 def _peak_note(gflop_per_s: float) -> str:
     """Achieved fp32 FLOP per cycle and core against the limit: 2 FMA units x float32 lanes (8 AVX2, 16 AVX-512) x 2."""
+    from weaksegtf.export.quantize import cpu_flags
+
     try:
-        info = Path("/proc/cpuinfo").read_text()
-        mhz = max(float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz"))
+        mhz = max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("cpu MHz"))
     except (OSError, ValueError):
         return ""
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    lanes = 16 if "avx512f" in flags else 8
+    lanes = 16 if "avx512f" in cpu_flags() else 8
     limit = 2 * lanes * 2
     per_cycle = gflop_per_s * 1000 / mhz / os.cpu_count()
     verdict = (f"above it, so the cores run faster than the reported clock (boost): fp32 onnxruntime is at the "
@@ -230,9 +231,9 @@ def _cpu() -> str:
     except OSError:
         return f"{platform.machine()}, {os.cpu_count()} cores"
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    from weaksegtf.export.quantize import int8_dot_product_extensions
+    from weaksegtf.export.quantize import cpu_flags, int8_dot_product_extensions
 
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    flags = cpu_flags()
     vnni = int8_dot_product_extensions()
     isa = ", ".join(f for f in ("avx2", "avx512f") if f in flags) or "no AVX2"
     return f"{name or platform.machine()}, {os.cpu_count()} cores, {isa}, {'VNNI: ' + ', '.join(vnni) if vnni else 'no VNNI'}"

@@ -52,13 +52,18 @@ def quantization_description(reduce_range: bool) -> str:
     )
 
 
-def int8_dot_product_extensions() -> list[str]:
-    """The CPU's int8 dot-product extensions (``/proc/cpuinfo`` flags); empty if none or unknown."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo``; empty where there is none (not Linux)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+
+
+def int8_dot_product_extensions() -> list[str]:
+    """The CPU's int8 dot-product extensions; empty if none or unknown."""
+    flags = cpu_flags()
     return [flag for flag in ("avx_vnni", "avx512_vnni", "amx_int8") if flag in flags]
 
 
@@ -76,6 +81,10 @@ def float_nodes(graph) -> list[str]:
 
     keep = {node.name for node in graph.node if node.name == NORMALISATION_NODE or "preprocess" in node.name}
     producers = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     # Walk back from the mask output to the nearest convolution on every path: the head.
     heads, stack, seen = [], [o.name for o in graph.output if o.name.startswith("mask")], set()
     while stack:
@@ -94,7 +103,7 @@ def float_nodes(graph) -> list[str]:
         if node.name in keep:
             continue
         keep.add(node.name)
-        frontier.extend(n for output in node.output for n in graph.node if output in n.input)
+        frontier.extend(n for output in node.output for n in consumers.get(output, []))
     return sorted(keep)
 
 
@@ -135,7 +144,7 @@ def quantize_int8(
     calibration_tiles: npt.NDArray[np.float32],
     batch_size: int = CALIBRATION_BATCH_SIZE,
     reduce_range: bool | None = None,
-) -> bool:
+) -> None:
     """Write a static QDQ int8 copy of ``fp32_path`` to ``int8_path``.
 
     The fp32 model's ``metadata_props`` are kept, with ``quantization`` set.
@@ -149,21 +158,18 @@ def quantize_int8(
             by this CPU (:func:`default_reduce_range`). Export with ``True``
             when the model will run on AVX2 CPUs without VNNI.
 
-    Returns:
-        The ``reduce_range`` used.
-
     Raises:
         ExportError: onnxruntime cannot quantise the model.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    # quantize_static writes its augmented model and calibration files to a
-    # temporary folder of its own; keep ours beside it, not in the cwd.
     if reduce_range is None:
         reduce_range = default_reduce_range()
     source = onnx.load(str(fp32_path), load_external_data=False)
     excluded = float_nodes(source.graph)
+    # quantize_static writes its augmented model and calibration files to a
+    # temporary folder of its own; keep ours beside it, not in the cwd.
     with tempfile.TemporaryDirectory(prefix="weakseg-int8-") as scratch:
         raw = Path(scratch) / "int8.onnx"
         try:
@@ -184,4 +190,3 @@ def quantize_int8(
         model.metadata_props.add(key=entry.key, value=description if entry.key == "quantization" else entry.value)
     model.doc_string = source.doc_string + f" Quantised: {description}."
     Path(int8_path).write_bytes(model.SerializeToString())
-    return reduce_range
