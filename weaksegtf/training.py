@@ -21,11 +21,16 @@ from typing import Sequence
 
 import numpy as np
 
+from weaksegtf.data.patches import IMAGE_PAD_VALUE
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.metrics.confusion import confusion_matrix, dice_per_class, iou_per_class, pixel_accuracy
 
 MODES = ("S", "S+C", "S+C*", "C", "LR")
 IGNORE_VALUE = 255
+#: How labelled images enter the label stream: whole (one patch each) or as grid tiles.
+LABEL_TILES = ("whole", "grid")
+#: Model inputs must have sides that are multiples of this (the encoder's stride).
+SIZE_MULTIPLE = 16
 DEFAULT_BATCH_SIZE = 20  # section 2.3
 DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
 
@@ -61,6 +66,25 @@ def check_arrays(
         raise DataError(f"{what}: {kind} {int(bad.flat[0])} is out of range for {num_classes} classes")
 
 
+def check_validation(images, masks, num_classes: int, ignore_value: int = IGNORE_VALUE) -> None:
+    """Whole validation images of any sizes and their masks, checked before training starts."""
+    if len(images) != len(masks):
+        raise DataError(f"validation set: {len(images)} images but {len(masks)} masks")
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        if image.ndim != 3 or image.shape[-1] != 3 or mask.shape != image.shape[:2]:
+            raise DataError(f"validation image {i} is {image.shape} with a mask of {mask.shape}; expected (H, W, 3) and (H, W)")
+        bad = mask[(mask >= num_classes) & (mask != ignore_value)]
+        if bad.size:
+            raise DataError(f"validation mask {i}: mask value {int(bad.flat[0])} is out of range for {num_classes} classes")
+
+
+def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
+    """Image-level labels are class indices in ``[0, num_classes)``."""
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise DataError(f"{what}: label {int(bad.flat[0])} is out of range for {num_classes} classes")
+
+
 def check_block_labels(images: np.ndarray, block_labels: np.ndarray, joint_table, what: str = "low-resolution set") -> None:
     """Low-resolution images and block labels, checked before TensorFlow sees them.
 
@@ -87,53 +111,121 @@ def check_block_labels(images: np.ndarray, block_labels: np.ndarray, joint_table
 def make_train_dataset(
     mask_images: np.ndarray | None,
     masks: np.ndarray | None,
-    label_images: np.ndarray | None,
+    label_images: np.ndarray | Sequence[np.ndarray] | None,
     labels: np.ndarray | None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     augment: bool = False,
     lowres_images: np.ndarray | None = None,
     block_labels: np.ndarray | None = None,
+    background_images: np.ndarray | None = None,
+    label_batch_size: int | None = None,
 ):
-    """Zipped tf.data stream of ``{"mask": (x, y), "label": (x, y), "lowres": (x, z)}`` and its epoch length.
+    """Zipped tf.data stream of ``{"mask": (x, y), "label": ..., "background": ..., "lowres": (x, z)}`` and its epoch length.
 
     Each stream is shuffled and repeated forever, so the shorter ones repeat;
-    an epoch is ``ceil(max(n_mask, n_label, n_lowres) / batch_size)`` steps,
-    i.e. one pass over the largest stream. Streams without data are left out.
-    Augmentation of the label and low-resolution streams is colour-only, as
-    flips and elastic warps would have to move the block labels too.
+    an epoch is one pass over the largest stream, in steps. Streams without
+    data are left out.
+
+    ``label_images`` is either an ``(M, t, t, 3)`` array of tiles or a list
+    of whole images of any sizes (:func:`weaksegtf.data.label_set_to_images`).
+    Whole images are padded (white) to a multiple of 16 and to the largest
+    image of their batch, and come with a valid-pixel map ``(B, H, W)`` so the
+    classifier's pooling ignores the padding: ``(x, y, valid)``. They are
+    batched ``label_batch_size`` at a time (default: as many as fit in the
+    pixels of one mask batch, at least 2). ``background_images`` are tiles
+    labelled background, batched so that their share of each step matches
+    their share of the classification items.
+
+    Augmentation (``augment=True``): masks get the full geometric and colour
+    augmentation; whole labelled images and background tiles get flips, 90°
+    rotations and colour jitter (an image-level label does not move); the
+    low-resolution stream gets colour only, as its block labels would move.
     """
     import tensorflow as tf
 
-    streams, sizes = {}, []
+    streams, steps = {}, []
 
-    def stream(x, y, augment_fn):
+    def stream(x, y, augment_fn, size):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
         if augment_fn is not None:
             ds = ds.map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=True)
+        steps.append(math.ceil(len(x) / size))
+        return ds.batch(size, drop_remainder=True)
 
-    mask_aug = label_aug = None
+    mask_aug = label_aug = tile_aug = None
     if augment:
         from weaksegtf.augment_tf import tf_augment, tf_augment_colour
 
         mask_aug = tf_augment
         label_aug = lambda image, label: (tf_augment_colour(image), label)  # noqa: E731
+        tile_aug = lambda image, label: (tf_augment_colour(_flip_rotate(image, tf)), label)  # noqa: E731
     if mask_images is not None and len(mask_images):
-        streams["mask"] = stream(mask_images, masks.astype(np.int32), mask_aug)
-        sizes.append(len(mask_images))
-    if label_images is not None and len(label_images):
-        streams["label"] = stream(label_images, labels.astype(np.int32), label_aug)
-        sizes.append(len(label_images))
+        streams["mask"] = stream(mask_images, masks.astype(np.int32), mask_aug, batch_size)
+    whole = label_images is not None and not isinstance(label_images, np.ndarray)
+    n_label = 0 if label_images is None else len(label_images)
+    if n_label and whole:
+        if label_batch_size is None:
+            mean_area = float(np.mean([image.shape[0] * image.shape[1] for image in label_images]))
+            tile_area = float(mask_images.shape[1] * mask_images.shape[2]) if mask_images is not None and len(mask_images) else 128.0**2
+            label_batch_size = max(2, int(batch_size * tile_area // mean_area))
+        streams["label"] = _whole_image_stream(label_images, labels, label_batch_size, seed, augment, tf)
+        steps.append(math.ceil(n_label / label_batch_size))
+    elif n_label:
+        streams["label"] = stream(label_images, labels.astype(np.int32), label_aug, label_batch_size or batch_size)
+    if background_images is not None and len(background_images):
+        size = batch_size
+        if n_label:
+            item_batch = label_batch_size or batch_size
+            size = max(1, round(item_batch * len(background_images) / n_label))
+        background_labels = np.zeros(len(background_images), np.int32)
+        streams["background"] = stream(background_images, background_labels, tile_aug, size)
+        steps.pop()  # background tiles repeat to the pace of the other streams
     if lowres_images is not None and len(lowres_images):
-        streams["lowres"] = stream(lowres_images, np.asarray(block_labels).astype(np.int32), label_aug)
-        sizes.append(len(lowres_images))
+        streams["lowres"] = stream(lowres_images, np.asarray(block_labels).astype(np.int32), label_aug, batch_size)
     if not streams:
         raise ConfigError("no training data: the mask set, the label set and the low-resolution set are empty")
-    steps = math.ceil(max(sizes) / batch_size)
-    return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE), steps
+    return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE), max(steps or [1])
+
+
+def _flip_rotate(image, tf):
+    """A random flip and 90° rotation of one ``(H, W, 3)`` image (its shape may change)."""
+    image = tf.image.random_flip_left_right(image)
+    return tf.image.rot90(image, tf.random.uniform((), 0, 4, dtype=tf.int32))
+
+
+def _whole_image_stream(images: Sequence[np.ndarray], labels: np.ndarray, batch_size: int, seed: int, augment: bool, tf):
+    """Batches ``(images, labels, valid)`` of whole images padded to a common size."""
+    labels = np.asarray(labels, np.int32).reshape(-1)
+
+    def generate():
+        rng = np.random.default_rng(seed)
+        while True:
+            for i in rng.permutation(len(images)):
+                yield images[i], labels[i]
+
+    signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32))
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    if augment:
+        from weaksegtf.augment_tf import tf_augment_colour
+
+        ds = ds.map(lambda x, y: (tf_augment_colour(_flip_rotate(x, tf)), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def pad16(image, label):
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        pad_y, pad_x = (-height) % SIZE_MULTIPLE, (-width) % SIZE_MULTIPLE
+        image = tf.pad(image, [[0, pad_y], [0, pad_x], [0, 0]], constant_values=IMAGE_PAD_VALUE)
+        valid = tf.pad(tf.ones((height, width), tf.uint8), [[0, pad_y], [0, pad_x]])
+        return image, label, valid
+
+    ds = ds.map(pad16, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.padded_batch(
+        batch_size, padded_shapes=([None, None, 3], [], [None, None]),
+        padding_values=(np.uint8(IMAGE_PAD_VALUE), 0, np.uint8(0)), drop_remainder=True,
+    )
+    return ds.map(lambda x, y, v: (tf.cast(x, tf.float32), y, v), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def select_streams(
@@ -166,7 +258,10 @@ def select_streams(
         return None, None, label_images, labels
     if mode == "S+C*":
         extra = image_labels_from_masks(masks, ignore_value) if mask_labels is None else np.asarray(mask_labels)
-        if n_labels:
+        if n_labels and not isinstance(label_images, np.ndarray):  # whole images of any sizes
+            label_images = list(label_images) + list(mask_images)
+            labels = np.concatenate([labels, extra]).astype(np.int32)
+        elif n_labels:
             label_images = np.concatenate([label_images, mask_images])
             labels = np.concatenate([labels, extra]).astype(np.int32)
         else:
@@ -205,6 +300,10 @@ def train_weak_segmenter(
     lowres_loss: str = "intra_inter",
     lowres_group_size: int | None = 15,
     lowres_weight: float = 1.0,
+    background_images: np.ndarray | None = None,
+    label_class_weights: str | Sequence[float] | None = "auto",
+    label_batch_size: int | None = None,
+    best_epoch: bool = True,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -214,7 +313,9 @@ def train_weak_segmenter(
         label_images, labels: ``(M, H, W, 3)`` uint8 tiles and ``(M,)`` labels, or ``None``.
         num_classes: int. Number of classes, background included.
         mode: str. ``"S"``, ``"S+C"``, ``"S+C*"``, ``"C"`` or ``"LR"``. Defaults to ``"S+C"``.
-        validation: optional ``(images, masks)`` tiles for per-epoch validation.
+        validation: optional ``(images, masks)``: whole images (a list of any
+            sizes, or an array) scored after every epoch in inference mode
+            (:class:`weaksegtf.whole_image_validation.WholeImageValidation`).
         class_weights: ``"auto"`` (inverse pixel frequency in the masks), a list,
             or ``None`` (unweighted). Only for ``segmentation_loss="weighted_ce"``;
             ``"auto"`` means ``None`` for the balanced losses. Defaults to ``"auto"``.
@@ -235,6 +336,16 @@ def train_weak_segmenter(
             Defaults to ``"intra_inter"``.
         lowres_group_size: int or None. Blocks per group. Defaults to ``15`` (the paper's).
         lowres_weight: float. Weight of the low-resolution loss. Defaults to ``1.0``.
+        background_images: ``(K, t, t, 3)`` uint8 tiles that join the label
+            stream with the background label (see :func:`weaksegtf.data.background_tiles`),
+            or ``None``. Used in the modes that have a label stream.
+        label_class_weights: ``"auto"`` (inverse label frequency over the
+            classification items, background tiles included), a list, or
+            ``None``. Defaults to ``"auto"``.
+        label_batch_size: int, optional. Whole labelled images per step;
+            defaults to as many as fit in the pixels of one mask batch.
+        best_epoch: bool. With ``validation``, keep the weights of the epoch
+            with the best validation mean Dice (in inference mode). Defaults to ``True``.
         Other arguments follow section 2.3 of Ciga & Martel (Adam, lr 1e-4, batch 20).
     """
     import keras
@@ -248,8 +359,14 @@ def train_weak_segmenter(
     )
     if mask_images is not None:
         check_arrays(mask_images, masks, num_classes, "mask set")
-    if label_images is not None:
+    if label_images is not None and isinstance(label_images, np.ndarray):
         check_arrays(label_images, np.asarray(labels), num_classes, "label set")
+    elif label_images is not None:
+        check_labels(np.asarray(labels), num_classes, "label set")
+    if label_images is None or mode not in ("S+C", "S+C*", "C"):
+        background_images = None
+    elif background_images is not None and len(background_images):
+        check_arrays(background_images, np.zeros(len(background_images), np.int32), num_classes, "background tiles")
     joint_table = _load_joint_table(joint_table)
     if mode == "LR" and (lowres_images is None or not len(lowres_images)):
         raise ConfigError("mode LR needs low-resolution images and block labels, got none")
@@ -269,34 +386,45 @@ def train_weak_segmenter(
         if masks is not None and segmentation_loss == "weighted_ce":
             valid = masks[masks != IGNORE_VALUE]
             class_weights = class_weights_from_counts(np.bincount(valid, minlength=num_classes)).tolist()
+    if isinstance(label_class_weights, str):
+        if label_class_weights != "auto":
+            raise ConfigError(f"label_class_weights must be 'auto', a list or None, got {label_class_weights!r}")
+        label_class_weights = None
+        if label_images is not None:
+            counts = np.bincount(np.asarray(labels, np.int64).reshape(-1), minlength=num_classes)
+            counts[0] += 0 if background_images is None else len(background_images)
+            label_class_weights = class_weights_from_counts(counts).tolist()
 
     keras.utils.set_random_seed(seed)
     model = WeakSegmenter(
         num_classes=num_classes, class_names=class_names, class_weights=class_weights, update=update,
         architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
         joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
-        lowres_weight=lowres_weight,
+        lowres_weight=lowres_weight, label_class_weights=label_class_weights,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999))
     dataset, steps = make_train_dataset(
         mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment,
-        lowres_images=lowres_images, block_labels=block_labels,
+        lowres_images=lowres_images, block_labels=block_labels, background_images=background_images,
+        label_batch_size=label_batch_size,
     )
-    validation_data = None
+    callbacks, selection = list(callbacks or []), None
     if validation is not None:
-        check_arrays(validation[0], validation[1], num_classes, "validation set")
-        validation_data = (validation[0].astype(np.float32), validation[1].astype(np.int32))
+        from weaksegtf.whole_image_validation import WholeImageValidation
+
+        check_validation(validation[0], validation[1], num_classes)
+        selection = WholeImageValidation(validation[0], validation[1], model.class_names, restore_best=best_epoch)
+        callbacks.insert(0, selection)
     history = model.fit(
         dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch or steps,
-        validation_data=validation_data,
-        validation_batch_size=batch_size,
         callbacks=callbacks,
         verbose=verbose,
     )
+    history.whole_image_validation = selection
     return model, history
 
 
@@ -404,20 +532,36 @@ def run_training(
     lowres_loss: str = "intra_inter",
     lowres_group_size: int | None = 15,
     lowres_weight: float = 1.0,
+    label_tiles: str = "whole",
+    label_max_size_px: int = 512,
+    background_patches: bool = True,
+    label_batch_size: int | None = None,
+    best_epoch: bool = True,
 ) -> TrainingResult:
     """Train from a ``MaskSet``, a ``LabelSet`` and a validation ``MaskSet`` and write the results.
 
-    Images are cut into ``tile_size_px`` tiles for training; validation runs on
-    whole images. ``train_lowres`` is a ``LabelSet`` whose labels are
+    Masked images are cut into ``tile_size_px`` tiles for training. Labelled
+    images are, by default (``label_tiles="whole"``), each one classification
+    patch, fed whole (shrunk only if a side exceeds ``label_max_size_px``), as
+    Ciga & Martel's classification patches are; ``label_tiles="grid"`` cuts
+    them into tiles that all inherit the image's label, for label sets whose
+    images are already patch-sized (a tile of a larger image may hold none of
+    its class). With ``background_patches`` (default), tiles of the masked
+    images that are at least 90% background join the label stream with the
+    background label. Validation runs after every epoch on whole images in
+    inference mode, and the written model is the best epoch's
+    (``best_epoch``). ``train_lowres`` is a ``LabelSet`` whose labels are
     low-resolution labels (rows of ``joint_table``): each of its images is one
     block and is used whole, so they must share one size, a multiple of 16.
     Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
     ``predictions.png`` (image | truth | prediction) into ``out_dir``. The
     other arguments are those of :func:`train_weak_segmenter`.
     """
-    from weaksegtf.data import label_set_to_arrays, mask_set_to_arrays
+    from weaksegtf.data import background_tiles, label_set_to_arrays, label_set_to_images, mask_set_to_arrays
     from weaksegtf.visualize import comparison_grid
 
+    if label_tiles not in LABEL_TILES:
+        raise ConfigError(f"label_tiles {label_tiles!r} is unknown; expected one of {LABEL_TILES}")
     if tile_size_px % 16:
         raise ConfigError(f"tile_size_px must be a multiple of 16, got {tile_size_px}")
     out_dir = Path(out_dir)
@@ -427,10 +571,16 @@ def run_training(
     if train_masks is not None and len(train_masks):
         mask_x, mask_y = mask_set_to_arrays(train_masks, tile_size_px)
     if train_labels is not None and len(train_labels):
-        label_x, label_y = label_set_to_arrays(train_labels, tile_size_px)
+        if label_tiles == "whole":
+            label_x, label_y = label_set_to_images(train_labels, label_max_size_px)
+        else:
+            label_x, label_y = label_set_to_arrays(train_labels, tile_size_px)
+    background_x = None
+    if background_patches and train_masks is not None and len(train_masks) and mode in ("S+C", "S+C*", "C"):
+        background_x = background_tiles(train_masks, tile_size_px)
     validation = None
     if val is not None and len(val):
-        validation = mask_set_to_arrays(val, tile_size_px)
+        validation = (val.images, val.masks)
     lowres_x = lowres_z = None
     if train_lowres is not None and len(train_lowres):
         lowres_x, lowres_z = _whole_blocks(train_lowres)
@@ -444,6 +594,7 @@ def run_training(
         architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
         lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
         lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
+        background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
     )
     train_seconds = time.perf_counter() - start
 
@@ -456,7 +607,9 @@ def run_training(
     metrics = {
         "mode": mode,
         "n_mask_tiles": 0 if mask_x is None else int(len(mask_x)),
-        "n_label_tiles": 0 if label_x is None else int(len(label_x)),
+        "label_tiles": label_tiles,
+        "n_label_items": 0 if label_x is None else int(len(label_x)),
+        "n_background_tiles": 0 if background_x is None else int(len(background_x)),
         "n_lowres_images": 0 if lowres_x is None else int(len(lowres_x)),
         "architecture": architecture,
         "segmentation_loss": segmentation_loss,
@@ -466,10 +619,16 @@ def run_training(
         "train_seconds": round(train_seconds, 1),
         "class_names": list(class_names),
         "class_weights": model.class_weights,
+        "label_class_weights": model.label_class_weights,
     }
     overlay_path = None
     if val is not None and len(val):
-        val_metrics, predictions = evaluate_images(model, val.images, val.masks, class_names)
+        selection = history.whole_image_validation
+        metrics["best_epoch"] = selection.best_epoch if best_epoch else None
+        if best_epoch:
+            val_metrics, predictions = selection.best_metrics, selection.best_predictions
+        else:
+            val_metrics, predictions = evaluate_images(model, val.images, val.masks, class_names)
         metrics["validation"] = val_metrics
         order = np.arange(len(val))
         overlay_path = comparison_grid(

@@ -38,7 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="blocks per group of the inter-instance statistics (default: %(default)s)")
     parser.add_argument("--lowres-weight", type=float, default=1.0, help="weight of the low-resolution loss (default: %(default)s)")
     parser.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
+    parser.add_argument("--label-tiles", default="whole", choices=["whole", "grid"],
+                        help="'whole': each labelled image is one classification patch, fed whole (the paper's); "
+                        "'grid': cut into --tile-size tiles that all inherit its label, only for label sets whose "
+                        "images are already patch-sized (default: %(default)s)")
+    parser.add_argument("--label-max-size", type=int, default=512,
+                        help="whole labelled images whose longer side exceeds this are shrunk to it (default: %(default)s)")
+    parser.add_argument("--label-batch-size", type=int, default=None,
+                        help="whole labelled images per step (default: as many as fit in the pixels of one mask batch)")
+    parser.add_argument("--no-background-patches", dest="background_patches", action="store_false",
+                        help="do not add the masked images' tiles that are >= 90%% background to the label stream "
+                        "as background-labelled patches")
+    parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
+                        help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=10, help="epochs (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        help="optimizer steps per epoch (default: one pass over the largest stream)")
     parser.add_argument("--batch-size", type=int, default=20, help="batch size of each stream (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--update", default="joint", choices=["joint", "sequential"],
@@ -78,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
             lowres = LabelSet.from_folder(args.lowres, class_names=table.labels if table else None)
         result = run_training(
             masks, labels, val, args.out, class_names=class_names, mode=args.mode,
-            tile_size_px=args.tile_size, epochs=args.epochs, batch_size=args.batch_size,
+            tile_size_px=args.tile_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
             learning_rate=args.lr, class_weights=parse_class_weights(args.class_weights),
             update=args.update, augment=args.augment, encoder_weights=args.encoder_weights, seed=args.seed,
             architecture=args.architecture, unet_filters=args.unet_filters, segmentation_loss=args.loss,
             train_lowres=lowres, joint_table=table, lowres_loss=args.lowres_loss,
             lowres_group_size=args.group_size, lowres_weight=args.lowres_weight,
+            label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
+            background_patches=args.background_patches, label_batch_size=args.label_batch_size,
+            best_epoch=args.best_epoch,
         )
     except WeaksegError as error:
         return fail(str(error))

@@ -26,10 +26,12 @@ from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.data.patches import (
+    background_tiles,
     cut_tiles,
     downsample_label_set,
     downsample_mask_set,
     label_set_to_arrays,
+    label_set_to_images,
     mask_set_to_arrays,
     pad_to_tile,
     resize_image,
@@ -56,7 +58,9 @@ __all__ = [
     "cut_tiles",
     "downsample_label_set",
     "downsample_mask_set",
+    "background_tiles",
     "label_set_to_arrays",
+    "label_set_to_images",
     "list_image_files",
     "load_glas",
     "make_synthetic_dataset",

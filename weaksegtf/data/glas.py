@@ -113,6 +113,9 @@ class GlasPlan:
         val_names: tuple of str. Validation images (with masks).
         train_patients: tuple of int. Patients of the training images.
         val_patients: tuple of int. Patients of the validation images.
+        test_names: tuple of str. Held-out test images (empty unless
+            ``test_fraction`` was given).
+        test_patients: tuple of int. Patients of the test images.
 
     Example:
     >>> plan = plan_glas_split("glas-train", masked=7, seed=0)  # doctest: +SKIP
@@ -125,6 +128,8 @@ class GlasPlan:
     val_names: tuple[str, ...]
     train_patients: tuple[int, ...]
     val_patients: tuple[int, ...]
+    test_names: tuple[str, ...] = ()
+    test_patients: tuple[int, ...] = ()
 
 
 def _split_patients(
@@ -225,7 +230,7 @@ def _resolve_masked(masked: int | float, n_train: int, train_patients: list[int]
 
 
 def plan_glas_split(
-    root: PathLike, masked: int | float = 7, val_fraction: float = 0.2, seed: int = 0
+    root: PathLike, masked: int | float = 7, val_fraction: float = 0.2, seed: int = 0, test_fraction: float = 0.0
 ) -> GlasPlan:
     """Choose validation patients and masked training images, reproducibly.
 
@@ -243,9 +248,13 @@ def plan_glas_split(
         val_fraction: float. Target share of images for validation, in
             (0, 1). Defaults to 0.2.
         seed: int. Random seed. Defaults to 0.
+        test_fraction: float. Share of images for a held-out test set of
+            other patients, drawn first; validation patients (for choosing
+            the best epoch) are then drawn from the rest, ``val_fraction``
+            still counting of all images. ``0`` (default) draws no test set.
 
     Raises:
-        ConfigError: ``masked`` or ``val_fraction`` out of range.
+        ConfigError: ``masked``, ``val_fraction`` or ``test_fraction`` out of range.
         DataError: see :func:`read_glas_grades`.
 
     Example:
@@ -253,9 +262,15 @@ def plan_glas_split(
     """
     if not isinstance(val_fraction, (float, int)) or not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    records = read_glas_grades(root)
+    if not isinstance(test_fraction, (float, int)) or not 0.0 <= test_fraction < 1.0 - val_fraction:
+        raise ConfigError(f"test_fraction must be in [0, 1 - val_fraction), got {test_fraction!r}")
+    all_records = read_glas_grades(root)
     rng = np.random.default_rng(seed)
-    val_patients = _split_patients(records, float(val_fraction), rng)
+    test_patients: set[int] = set()
+    if test_fraction > 0:
+        test_patients = _split_patients(all_records, float(test_fraction), rng)
+    records = [r for r in all_records if r.patient_id not in test_patients]
+    val_patients = _split_patients(records, float(val_fraction) * len(all_records) / len(records), rng)
     train = [r for r in records if r.patient_id not in val_patients]
     val = [r for r in records if r.patient_id in val_patients]
     train_patients = sorted({r.patient_id for r in train})
@@ -267,6 +282,8 @@ def plan_glas_split(
         val_names=tuple(r.name for r in val),
         train_patients=tuple(train_patients),
         val_patients=tuple(sorted(val_patients)),
+        test_names=tuple(r.name for r in all_records if r.patient_id in test_patients),
+        test_patients=tuple(sorted(test_patients)),
     )
 
 
@@ -287,6 +304,9 @@ class GlasSplit:
         train_patients: tuple of int. Patients of the training images.
         val_patients: tuple of int. Patients of the validation images.
         seed: int. Seed the split was drawn with. Defaults to 0.
+        test: MaskSet, optional. Held-out test images of other patients
+            (``load_glas(test_fraction=...)``), never used to choose anything.
+        test_patients: tuple of int. Patients of the test images.
 
     Example:
     >>> split = load_glas("../shared/data/glas-train", masked=7, seed=0)  # doctest: +SKIP
@@ -304,6 +324,8 @@ class GlasSplit:
     train_patients: tuple[int, ...] = ()
     val_patients: tuple[int, ...] = ()
     seed: int = 0
+    test: MaskSet | None = None
+    test_patients: tuple[int, ...] = ()
 
     def write(self, out_dir: PathLike, include_full: bool = True) -> Path:
         """Write the split as folders ``weaksegtf.data`` reads back.
@@ -322,6 +344,8 @@ class GlasSplit:
         self.val.write(out_dir / "val")
         if include_full:
             self.full_train_masks.write(out_dir / "train_full")
+        if self.test is not None:
+            self.test.write(out_dir / "test")
         summary = {
             "dataset": "GlaS (Sirinukunwattana et al. 2017), training split",
             "class_names": list(self.class_names),
@@ -332,6 +356,8 @@ class GlasSplit:
             "train_masks": list(self.train_masks.names),
             "train_labels": list(self.train_labels.names),
             "val": list(self.val.names),
+            "test_patients": list(self.test_patients),
+            "test": [] if self.test is None else list(self.test.names),
         }
         (out_dir / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out_dir
@@ -361,6 +387,7 @@ def load_glas(
     val_fraction: float = 0.2,
     seed: int = 0,
     downsample: int = 2,
+    test_fraction: float = 0.0,
 ) -> GlasSplit:
     """Load GlaS as the three-class weak-supervision task, split by patient.
 
@@ -375,6 +402,8 @@ def load_glas(
             Defaults to 0.
         downsample: int. Divide each image side by this (2 turns the native
             ~0.62 um/px into ~1.24 um/px). Defaults to 2.
+        test_fraction: float. Share of images held out as a test set of
+            other patients (see :func:`plan_glas_split`). Defaults to 0 (none).
 
     Raises:
         ConfigError: ``masked``, ``val_fraction`` or ``downsample`` out of range.
@@ -387,7 +416,7 @@ def load_glas(
     root = Path(root)
     if isinstance(downsample, bool) or not isinstance(downsample, (int, np.integer)) or downsample < 1:
         raise ConfigError(f"downsample must be an int of at least 1, got {downsample!r}")
-    plan = plan_glas_split(root, masked=masked, val_fraction=val_fraction, seed=seed)
+    plan = plan_glas_split(root, masked=masked, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
     records = {r.name: r for r in read_glas_grades(root)}
     train_names = set(plan.train_mask_names + plan.train_label_names)
     train = [r for r in records.values() if r.name in train_names]
@@ -408,4 +437,7 @@ def load_glas(
         train_patients=plan.train_patients,
         val_patients=plan.val_patients,
         seed=seed,
+        test=downsample_mask_set(_load_masked(root, [records[n] for n in plan.test_names]), downsample)
+        if plan.test_names else None,
+        test_patients=plan.test_patients,
     )

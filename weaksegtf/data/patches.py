@@ -18,6 +18,8 @@ from weaksegtf.tiling import tile_grid
 
 #: Value that pads images smaller than a tile (white, like an empty slide).
 IMAGE_PAD_VALUE = 255
+#: Longest side of a whole labelled image in the label stream (larger ones are shrunk).
+DEFAULT_LABEL_MAX_SIZE_PX = 512
 
 
 def pad_to_tile(array: np.ndarray, tile_size_px: int, value: int) -> np.ndarray:
@@ -127,6 +129,60 @@ def label_set_to_arrays(
         image_tiles.append(tiles)
         labels.append(np.full(len(tiles), label, dtype=np.int32))
     return np.concatenate(image_tiles), np.concatenate(labels)
+
+
+def label_set_to_images(
+    label_set: LabelSet, max_size_px: int = DEFAULT_LABEL_MAX_SIZE_PX
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every labelled image as one classification patch, whole.
+
+    Ciga & Martel's classification patch is the labelled image itself: its
+    pixels are background or the labelled class (Discussion: "the majority of
+    the pixels on the patch are either background or the foreground class
+    assigned to that patch"). Cutting it into tiles that all inherit its label
+    breaks that promise: a stroma-only tile of a malignant image would teach
+    the classifier, and through it the segmentation, that stroma is malignant.
+    Images whose longer side exceeds ``max_size_px`` are shrunk (keeping their
+    aspect ratio) so one batch stays within memory; smaller ones pass as they are.
+
+    Args:
+        label_set: LabelSet. Images of any size, already at the training resolution.
+        max_size_px: int. Longest side kept. Defaults to :data:`DEFAULT_LABEL_MAX_SIZE_PX`.
+
+    Returns:
+        ``(images, labels)``: a list of uint8 ``(H_i, W_i, 3)`` and int32 ``(N,)``.
+
+    Example:
+    >>> images, labels = label_set_to_images(label_set)  # doctest: +SKIP
+    """
+    _check_tile_size(max_size_px)
+    images = []
+    for image in label_set.images:
+        longest = max(image.shape[:2])
+        images.append(resize_image(image, max_size_px / longest) if longest > max_size_px else image)
+    return images, np.asarray(label_set.labels, dtype=np.int32).reshape(-1)
+
+
+def background_tiles(
+    mask_set: MaskSet, tile_size_px: int, dominant_fraction: float = 0.9, stride_px: int | None = None
+) -> np.ndarray:
+    """Tiles of a mask set that the tile rule labels background (class 0).
+
+    Image-level label sets often name only foreground classes (every GlaS grade
+    is a gland class); without background-labelled patches the classifier on
+    the segmentation output never learns what a patch without the class looks
+    like, and pushes the segmentation to paint the class everywhere. The
+    masked images supply such patches for free: a tile at least
+    ``dominant_fraction`` background (section 3.3's rule) is one.
+
+    Returns:
+        uint8 ``(N, t, t, 3)``.
+
+    Example:
+    >>> tiles = background_tiles(mask_set, 128)  # doctest: +SKIP
+    """
+    images, labels = tile_rule_label_arrays(mask_set, tile_size_px, dominant_fraction, stride_px)
+    return images[labels == 0]
 
 
 def scaled_size(height_px: int, width_px: int, scale: float) -> tuple[int, int]:

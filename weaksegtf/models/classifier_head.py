@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from weaksegtf.models.resnet18_encoder import BN_EPSILON, BN_MOMENTUM
+
+
+def masked_average(values, weights):
+    """``(B, 1, 1, C)`` mean of ``values (B, h, w, C)`` weighted by ``weights (B, h, w)``.
+
+    Example:
+    >>> masked_average(np.arange(4.0).reshape(1, 2, 2, 1), np.array([[[1.0, 1.0], [0.0, 0.0]]])).shape
+    TensorShape([1, 1, 1, 1])
+    """
+    weights = ops.expand_dims(ops.cast(weights, values.dtype), -1)
+    total = ops.sum(values * weights, axis=(1, 2), keepdims=True)
+    return total / ops.maximum(ops.sum(weights, axis=(1, 2), keepdims=True), keras.backend.epsilon())
 
 
 @keras.saving.register_keras_serializable(package="weaksegtf")
@@ -13,7 +25,10 @@ class ClassifierHead(layers.Layer):
     """Image-level class logits from segmentation logits (Table A.3).
 
     Global average pooling -> 1x1 conv C->hidden (no bias) -> batch norm ->
-    ReLU -> 1x1 conv hidden->C (no bias). The fully connected layers of a usual
+    ReLU -> 1x1 conv hidden->C (no bias). Given ``valid``, the share of real
+    (not padded) pixels in each logit cell, the pooling is the ``valid``-weighted
+    mean, so the padding of variable-sized images batched together does not
+    count; without it, every cell counts the same (the exported model). The fully connected layers of a usual
     classifier are 1x1 convolutions, as in the paper. Because its input is the
     segmentation, the classification loss can only be lowered by changing the
     segmentation: that is how image-level labels teach pixels (section 2.2).
@@ -50,8 +65,11 @@ class ClassifierHead(layers.Layer):
         self.expand.build((input_shape[0], 1, 1, self.hidden))
         self.built = True
 
-    def call(self, segmentation_logits, training=None):
-        x = self.pool(segmentation_logits)
+    def call(self, segmentation_logits, valid=None, training=None):
+        if valid is None:
+            x = self.pool(segmentation_logits)
+        else:
+            x = masked_average(segmentation_logits, valid)
         x = self.relu(self.bn(self.reduce(x), training=training))
         return self.flatten(self.expand(x))
 
