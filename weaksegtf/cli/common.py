@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -15,3 +16,17 @@ def fail(message: str) -> int:
     """Print a one-line error (no stack trace) and return the exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def add_version_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give ``parser`` a ``--version`` option printing the package version and Python (no heavy import)."""
+    import platform
+
+    import weaksegtf
+
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{parser.prog} (weaksegtf {weaksegtf.__version__}, Python {platform.python_version()})",
+    )
+    return parser

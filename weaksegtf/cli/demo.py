@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the final model.onnx export and its parity check against Keras")
     parser.add_argument("--no-slide", dest="segment_slide", action="store_false",
                         help="skip segmenting a synthetic pyramidal slide with model.onnx at the end")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
 
 RANK_METRICS = ("pixel_accuracy", "foreground_accuracy", "f1_macro", "f1_weighted", "mean_iou", "mean_dice", "bach_score")
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-image metric ordering worst to best (default: %(default)s)")
     parser.add_argument("--suffix", default="",
                         help="suffix to drop from prediction names before matching, e.g. _pred (default: none)")
-    return parser
+    return add_version_argument(parser)
 
 
 def parse_classes(text: str | None) -> list[str] | None:

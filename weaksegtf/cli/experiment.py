@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
 
 MODES = ("S", "S+C", "S+C*")
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--section", default="glas-sweep", help="marker name of the section (default: %(default)s)")
     report.add_argument("--heading", default="## Sweep: S, S+C, S+C* on GlaS",
                         help="heading used when the section is new (default: %(default)r)")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

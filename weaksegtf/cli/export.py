@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
 
 #: Exit code when an export was made but failed its parity or int8 agreement check (nothing written).
 CHECK_FAILED = 1
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probabilities", action="store_true",
                         help="add a 'mask_probabilities' output (softmax of 'mask_logits')")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of parity tiles and random inputs (default: %(default)s)")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

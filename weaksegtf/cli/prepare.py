@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from weaksegtf.cli.common import add_version_argument
+
 
 def parse_mapping(text: str, value_type: type = int) -> dict:
     """``'Tumor=1,Stroma=2'`` (or a JSON file of that mapping) to a dict."""
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="K-means seed (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

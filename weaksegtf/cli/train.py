@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", action="store_true", help="flips, rotations, elastic, blur and colour jitter")
     parser.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    return parser
+    return add_version_argument(parser)
 
 
 def parse_class_weights(text: str):
