@@ -110,6 +110,9 @@ class WeakSegmenter(keras.Model):
         lowres_group_size: int or None. Blocks per group for the inter-instance
             statistics (``None``: the whole batch). Defaults to ``15``.
         lowres_weight: float. Weight of L_lowres in the joint loss. Defaults to ``1.0``.
+        model_card: dict, optional. What deployment needs (class colours, training
+            mpp, tile size, stain reference), saved inside the ``.keras`` file; see
+            ``weaksegtf.model_card``. Defaults to ``None``.
         **kwargs: standard ``keras.Model`` arguments such as ``name``.
 
     Example:
@@ -138,6 +141,7 @@ class WeakSegmenter(keras.Model):
         lowres_loss: str = "intra_inter",
         lowres_group_size: int | None = DEFAULT_GROUP_SIZE,
         lowres_weight: float = 1.0,
+        model_card: dict | None = None,
         **kwargs,
     ):
         class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
@@ -188,6 +192,7 @@ class WeakSegmenter(keras.Model):
         self.lowres_loss = lowres_loss
         self.lowres_group_size = lowres_group_size
         self.lowres_weight = float(lowres_weight)
+        self.model_card = None if model_card is None else dict(model_card)
 
         # === Trackers (listed in `metrics`, so fit() resets them every epoch) ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -355,6 +360,7 @@ class WeakSegmenter(keras.Model):
             "lowres_loss": self.lowres_loss,
             "lowres_group_size": self.lowres_group_size,
             "lowres_weight": self.lowres_weight,
+            "model_card": self.model_card,
             "name": self.name,
             "trainable": self.trainable,
         }
