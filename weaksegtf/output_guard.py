@@ -198,6 +198,20 @@ class OutputFolder:
                 f"{'it' if len(foreign) == 1 else 'them'} away or choose another folder"
             )
 
+    def remove_own(self) -> list[str]:
+        """Remove every entry this command recorded here (before rewriting them all); returns their names.
+
+        For commands whose outputs are folders filled piece by piece (``thumbnails/``),
+        so that files of an earlier run never mix with the new ones.
+        """
+        removed = []
+        for name, command in self.read_record().items():
+            target = self.path / name
+            if command == self.command and (target.exists() or target.is_symlink()):
+                remove_path(target)
+                removed.append(name)
+        return removed
+
     def commit(self, written: Sequence[str]) -> list[str]:
         """After the work: record ``written`` and remove what this command wrote last time but not now.
 
