@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from weaksegtf.cli.common import add_version_argument, fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
 
 MODES = ("S", "S+C", "S+C*")
 
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    missing = missing_training_extra() if args.command == "sweep" else None
+    if missing:
+        return fail(missing)
     from weaksegtf.errors import WeaksegError
 
     try:

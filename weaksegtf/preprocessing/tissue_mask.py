@@ -27,7 +27,7 @@ BoolMask = npt.NDArray[np.bool_]
 DEFAULT_TISSUE_MPP = 8.0
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
+def fill_mask_holes(mask: np.ndarray) -> np.ndarray:
     """Fill the holes of a boolean mask: background not 4-connected to the image border.
 
     The same result as ``scipy.ndimage.binary_fill_holes`` with its default
@@ -80,7 +80,7 @@ def tissue_mask(
     # OpenCV's 8-bit saturation runs 0..255, so "10% of the maximum" is 25.5.
     mask = saturation.astype(np.float32) >= saturation_threshold * 255.0
     if fill_holes:
-        mask = fill_holes(mask)
+        mask = fill_mask_holes(mask)
     radius_px = int(round(opening_radius_um / mpp))
     if radius_px >= 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius_px + 1,) * 2)
