@@ -144,5 +144,5 @@ def test_model_path_predicts_then_scores(folders, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["class_names"] == CLASSES.split(",") and metrics["n_images"] == 3
     code = eval_cli.main(["--model", str(folders / "model.keras"), "--images", str(folders / "images"),
-                          "--masks", str(folders / "masks"), "--out", str(out), "--classes", "a,b"])
+                          "--masks", str(folders / "masks"), "--out", str(out), "--classes", "a,b", "--overwrite"])
     assert code == 2 and "got 2 class names ['a', 'b'] but model model.keras predicts 3 classes" in capsys.readouterr().err

@@ -248,12 +248,14 @@ def test_int8_below_the_agreement_threshold_writes_nothing(model_path, glas_dir,
 # --- forced parity failure ---------------------------------------------------
 
 @pytest.mark.slow
-def test_forced_parity_failure_exits_non_zero_and_leaves_no_file(model_path, tmp_path, monkeypatch, capsys):
+def test_forced_parity_failure_exits_non_zero_and_leaves_no_file(model_path, exported, tmp_path, monkeypatch, capsys):
     from weaksegtf.export import exporter
 
     perturbed = functools.partial(exporter.export_model, _perturb=_shift_mask_logits)
     monkeypatch.setattr(exporter, "export_model", perturbed)
-    (tmp_path / "model.onnx").write_text("previous export")
+    # A previous export of the same weights: the only file an export may replace without --overwrite.
+    previous = exported.onnx_path.read_bytes()
+    (tmp_path / "model.onnx").write_bytes(previous)
     code = export_cli.main([str(model_path), "--onnx", str(tmp_path / "model.onnx"),
                             "--savedmodel", str(tmp_path / "serving"), "--tile-size", "32"])
     err = capsys.readouterr().err
@@ -261,7 +263,7 @@ def test_forced_parity_failure_exits_non_zero_and_leaves_no_file(model_path, tmp
     assert "onnxruntime fp32 vs Keras: max |difference| 0.001 is above the tolerance 0.0001" in err
     assert "onnxruntime fp32 vs Keras (random pixels)" in err and "FAILED" in err
     assert _files(tmp_path) == ["model.onnx"]  # no SavedModel, no partial file
-    assert (tmp_path / "model.onnx").read_text() == "previous export"  # the old file is untouched
+    assert (tmp_path / "model.onnx").read_bytes() == previous  # the old file is untouched
 
 
 # --- bad input: fast, nothing converted ---------------------------------------

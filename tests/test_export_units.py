@@ -94,16 +94,22 @@ def test_staged_outputs_commit_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]
     assert (tmp_path / "keep.onnx").read_text() == "old"
 
+    # An existing folder is merged into, never replaced: entries of the same name are
+    # replaced, anything else it holds (the user's files) stays byte for byte (issue 14, item 1).
     (tmp_path / "sm").mkdir()
-    (tmp_path / "sm" / "stale.pb").write_text("old version")
+    (tmp_path / "sm" / "user.keras").write_text("the user's model")
+    (tmp_path / "sm" / "saved_model.pb").write_text("old version")
     with StagedOutputs() as staged:
         staged.file(tmp_path / "keep.onnx").write_text("new")
         folder = staged.directory(tmp_path / "sm")
         folder.mkdir()
         (folder / "saved_model.pb").write_text("new version")
+        assert staged.entries(tmp_path / "sm") == ["saved_model.pb"]
         staged.commit()
     assert (tmp_path / "keep.onnx").read_text() == "new"
-    assert sorted(p.name for p in (tmp_path / "sm").iterdir()) == ["saved_model.pb"]
+    assert sorted(p.name for p in (tmp_path / "sm").iterdir()) == ["saved_model.pb", "user.keras"]
+    assert (tmp_path / "sm" / "saved_model.pb").read_text() == "new version"
+    assert (tmp_path / "sm" / "user.keras").read_text() == "the user's model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx", "sm"]
 
 

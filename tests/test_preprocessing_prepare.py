@@ -14,7 +14,7 @@ import pytest
 from _slide_files import pyramid_levels, tissue_image, write_tiled_tiff
 
 from weaksegtf.cli.prepare import main
-from weaksegtf.errors import ConfigError, DataError, SlideError
+from weaksegtf.errors import ConfigError, DataError, OutputError, SlideError
 from weaksegtf.preprocessing import PreparationWarning, prepare_patches, read_manifest
 from weaksegtf.slides import open_slide
 
@@ -114,7 +114,7 @@ def test_extraction_modes_and_overwrite(tmp_path, slide_and_mask):
     out = tmp_path / "out"
     summary = prepare_patches([slide], [mask], out, patch_mpp=2.0, patch_size_px=64, extraction="centred")
     assert (summary.mask_patches, summary.label_patches) == (2, 0)
-    with pytest.raises(ConfigError, match="already holds masks_set, label_set, manifest.csv"):
+    with pytest.raises(OutputError, match="is not empty .holds label_set, manifest.csv, masks_set"):
         prepare_patches([slide], [mask], out, patch_mpp=2.0, patch_size_px=64)
     summary = prepare_patches(
         [slide], [mask], out, patch_mpp=2.0, patch_size_px=64, extraction="tiles", overwrite=True

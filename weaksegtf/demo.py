@@ -8,11 +8,13 @@ import numpy as np
 
 from weaksegtf.training import TrainingResult, run_training
 
-# GlaS images are 0.62 um/px (20x); the demo halves their sides (load_glas downsample=2).
-GLAS_DEMO_MPP = 0.62 * 2
-# The synthetic images have no physical scale; the demo slide calls them 1 um/px.
+# The synthetic images have no physical scale; the demo declares them 1 um/px (in the model
+# card, so the exported model and its demo slide agree). GlaS's mpp comes from load_glas.
 SYNTHETIC_DEMO_MPP = 1.0
 DEMO_SLIDE_PX = 1024
+COMMAND = "weakseg-demo"
+#: What the demo writes beside run_training's outputs.
+DEMO_OUTPUTS = ("model.onnx", "slide")
 
 
 def run_demo(
@@ -29,6 +31,7 @@ def run_demo(
     verbose: int | str = 2,
     export_onnx: bool = True,
     segment_slide: bool = True,
+    overwrite: bool = False,
 ) -> TrainingResult:
     """Train a weak segmenter end to end and write model, metrics and an overlay PNG.
 
@@ -60,6 +63,8 @@ def run_demo(
             it with ``model.onnx`` and ``weaksegtf.inference.SlideSegmenter``,
             writing every output into ``slide/segmentation/``; a summary goes into
             ``metrics["slide"]``. Needs ``export_onnx``. Defaults to ``True``.
+        overwrite: bool. Accept a non-empty ``out_dir``, replacing what weaksegtf
+            wrote there (``weaksegtf.output_guard.OutputFolder``). Defaults to ``False``.
     """
     from weaksegtf.data import (
         GLAS_CLASS_NAMES,
@@ -68,6 +73,11 @@ def run_demo(
         load_glas,
         make_synthetic_dataset,
     )
+    from weaksegtf.output_guard import OutputFolder
+    from weaksegtf.training_outputs import TRAINING_OUTPUTS
+
+    folder = OutputFolder(Path(out_dir), COMMAND, overwrite=overwrite)
+    folder.check(TRAINING_OUTPUTS + DEMO_OUTPUTS)
 
     if glas is not None:
         split = load_glas(glas, masked=7 if masked is None else masked, seed=seed)
@@ -75,11 +85,9 @@ def run_demo(
             split.train_masks, split.train_labels, split.val, out_dir,
             class_names=GLAS_CLASS_NAMES, mode=mode, tile_size_px=tile_size_px,
             epochs=15 if epochs is None else epochs, learning_rate=learning_rate, seed=seed, verbose=verbose,
+            model_card={"mpp": split.mpp, "mpp_source": f"GlaS adapter (load_glas, {glas})"}, overwrite=overwrite,
         )
-        if not export_onnx:
-            return result
-        result = _export_onnx(result, tile_size_px, GLAS_DEMO_MPP, glas)
-        return _segment_slide(result, split.val.images, GLAS_DEMO_MPP, seed) if segment_slide else result
+        return _finish(result, folder, export_onnx, segment_slide, split.val.images, split.mpp, glas, seed, overwrite)
 
     everything, labels = make_synthetic_dataset(n_images=n_images + n_val, size_px=tile_size_px, seed=seed)
     val = everything.subset(range(n_images, n_images + n_val))
@@ -98,22 +106,35 @@ def run_demo(
         train_masks, train_labels, val, out_dir,
         class_names=SYNTHETIC_CLASS_NAMES, mode=mode, tile_size_px=tile_size_px,
         epochs=12 if epochs is None else epochs, learning_rate=learning_rate, seed=seed, verbose=verbose,
+        model_card={"mpp": SYNTHETIC_DEMO_MPP, "mpp_source": "synthetic demo set (declared scale)"},
+        overwrite=overwrite,
     )
-    if not export_onnx:
-        return result
-    result = _export_onnx(result, tile_size_px, None, None)
-    return _segment_slide(result, val.images, SYNTHETIC_DEMO_MPP, seed) if segment_slide else result
+    return _finish(result, folder, export_onnx, segment_slide, val.images, SYNTHETIC_DEMO_MPP, None, seed, overwrite)
 
 
-def _export_onnx(result: TrainingResult, tile_size_px: int, mpp: float | None, samples) -> TrainingResult:
-    """Write a verified ``model.onnx`` beside ``model.keras`` and record its parity in the metrics."""
+def _finish(result, folder, export_onnx: bool, segment_slide: bool, images, mpp: float, samples, seed: int,
+            overwrite: bool) -> TrainingResult:
+    """Export and segment the demo slide as asked, then record what the demo wrote."""
+    written = []
+    if export_onnx:
+        result = _export_onnx(result, samples, overwrite)
+        written.append("model.onnx")
+        if segment_slide:
+            result = _segment_slide(result, images, mpp, seed)
+            written.append("slide")
+    folder.commit(written)
+    return result
+
+
+def _export_onnx(result: TrainingResult, samples, overwrite: bool) -> TrainingResult:
+    """Write a verified ``model.onnx`` beside ``model.keras`` (mpp and tile size from its model card)."""
     import json
 
     from weaksegtf.export import export_model
     from weaksegtf.training import atomic_write_text
 
-    report = export_model(result.model_path, result.model_path.with_suffix(".onnx"),
-                          mpp=mpp, tile_size_px=tile_size_px, samples_dir=samples)
+    report = export_model(result.model_path, result.model_path.with_suffix(".onnx"), samples_dir=samples,
+                          overwrite=overwrite)
     result.metrics["onnx"] = {
         "path": str(report.onnx_path),
         "opset": report.opset,

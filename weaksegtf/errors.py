@@ -32,6 +32,11 @@ class ModelFileError(WeaksegError, ValueError):
     """A model file is missing, unreadable, or not a weaksegtf model (``.keras`` or exported ``.onnx``)."""
 
 
+class OutputError(WeaksegError, ValueError):
+    """An output path is a file where a folder is expected (or the reverse), is not writable,
+    or holds files that the command would replace without ``--overwrite`` or did not write itself."""
+
+
 class ExportError(WeaksegError, RuntimeError):
     """An export could not be written or run; nothing was left on disk."""
 

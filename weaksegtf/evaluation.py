@@ -21,11 +21,15 @@ from typing import Sequence
 import numpy as np
 
 from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_mask, read_rgb, write_png
-from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.errors import ConfigError, DataError, ModelFileError
 from weaksegtf.metrics import SegmentationEvaluator
 from weaksegtf.metrics.segmentation_evaluator import PER_IMAGE_METRICS
+from weaksegtf.provenance import provenance
 
 IGNORE_VALUE = 255
+COMMAND = "weakseg-eval"
+#: Everything an evaluation may write into its output folder.
+EVALUATION_OUTPUTS = ("metrics.json", "per_image.csv", "confusion_matrix.png", "best_worst.png", "predictions")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -140,6 +144,8 @@ def evaluate_predictions(
     n_grid: int = 4,
     rank_by: str = "f1_macro",
     prediction_suffix: str = "",
+    overwrite: bool = False,
+    _folder=None,
 ) -> EvaluationResult:
     """Score a folder of label images against ground-truth masks and write the report.
 
@@ -161,12 +167,17 @@ def evaluate_predictions(
             ``PER_IMAGE_METRICS``. Defaults to ``"f1_macro"``.
         prediction_suffix: str. Removed from prediction stems before matching
             (``"_pred"`` pairs ``a_pred.png`` with ``a.png``). Defaults to ``""``.
+        overwrite: bool. Accept a non-empty ``out_dir``, replacing what weaksegtf
+            wrote there (``weaksegtf.output_guard.OutputFolder``). Defaults to ``False``.
 
     Raises:
         DataError: a prediction without mask, sizes that differ, or a value out of
             range for the classes; the message names the file.
         ConfigError: an unknown ``rank_by``.
+        OutputError: ``out_dir`` is a file, not writable, or not empty without ``overwrite``.
     """
+    settings = {key: value for key, value in locals().items() if key != "_folder"}
+    folder = _folder if _folder is not None else _output_folder(out_dir, overwrite)
     if rank_by not in PER_IMAGE_METRICS:
         raise ConfigError(f"rank_by must be one of {PER_IMAGE_METRICS}, got {rank_by!r}")
     class_names = list(class_names)
@@ -205,6 +216,7 @@ def evaluate_predictions(
         "masks_without_prediction": unpredicted,
         "predictions_dir": str(predictions_dir),
         "masks_dir": str(masks_dir),
+        "provenance": provenance(**settings),
     }
     metrics_path = out_dir / "metrics.json"
     _atomic_write(metrics_path, json.dumps(metrics, indent=2) + "\n")
@@ -215,7 +227,16 @@ def evaluate_predictions(
     if n_grid > 0 and pairs:
         grid_path = _best_worst_grid(pairs, evaluator.rows, worst, best, rank_by, class_names, images_dir,
                                      out_dir / "best_worst.png")
+    folder.commit([name for name in EVALUATION_OUTPUTS if (out_dir / name).exists()])
     return EvaluationResult(metrics_path, per_image_path, confusion_plot_path, grid_path, metrics)
+
+
+def _output_folder(out_dir: PathLike, overwrite: bool):
+    from weaksegtf.output_guard import OutputFolder
+
+    folder = OutputFolder(Path(out_dir), COMMAND, overwrite=overwrite)
+    folder.check(EVALUATION_OUTPUTS)
+    return folder
 
 
 def _rank(rows: list[dict], key: str) -> list[int]:
@@ -330,6 +351,7 @@ def evaluate_model(
     boundary_distance_px: float | None = 3.0,
     n_grid: int = 4,
     rank_by: str = "f1_macro",
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Predict every image with a saved ``WeakSegmenter``, then :func:`evaluate_predictions`.
 
@@ -341,7 +363,13 @@ def evaluate_model(
         DataError: an image without mask, unreadable files, or the checks of
             :func:`evaluate_predictions`.
         ConfigError: ``class_names`` that disagree with the model's class count.
+        ModelFileError: the model file is missing, not a ``.keras`` archive, or not a weaksegtf model.
+        OutputError: ``out_dir`` is a file, not writable, or not empty without ``overwrite``.
     """
+    from weaksegtf.export.segmenter_file import read_keras_config
+
+    folder = _output_folder(out_dir, overwrite)
+    read_keras_config(model_path)  # a wrong file fails here, before TensorFlow starts
     import keras
 
     import weaksegtf.models  # noqa: F401 - registers the custom layers for loading
@@ -356,7 +384,10 @@ def evaluate_model(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise DataError(f"model {model_path} does not exist")
-    model = keras.saving.load_model(model_path)
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise ModelFileError(f"cannot load {model_path}: {type(error).__name__}: {error}") from None
     model_classes = list(getattr(model, "class_names", None) or [])
     if class_names is None:
         if not model_classes:
@@ -371,4 +402,5 @@ def evaluate_model(
     return evaluate_predictions(
         predictions_dir, masks_dir, out_dir, class_names=class_names, images_dir=images_dir,
         ignore_value=ignore_value, boundary_distance_px=boundary_distance_px, n_grid=n_grid, rank_by=rank_by,
+        _folder=folder,
     )

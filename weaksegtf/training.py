@@ -24,6 +24,7 @@ import numpy as np
 from weaksegtf.data.patches import IMAGE_PAD_VALUE
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.metrics.confusion import confusion_matrix, dice_per_class, iou_per_class, pixel_accuracy
+from weaksegtf.training_outputs import check_training_request, training_settings
 
 MODES = ("S", "S+C", "S+C*", "C", "LR")
 IGNORE_VALUE = 255
@@ -537,6 +538,8 @@ def run_training(
     background_patches: bool = True,
     label_batch_size: int | None = None,
     best_epoch: bool = True,
+    model_card: dict | None = None,
+    overwrite: bool = False,
 ) -> TrainingResult:
     """Train from a ``MaskSet``, a ``LabelSet`` and a validation ``MaskSet`` and write the results.
 
@@ -556,7 +559,14 @@ def run_training(
     Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
     ``predictions.png`` (image | truth | prediction) into ``out_dir``. The
     other arguments are those of :func:`train_weak_segmenter`.
+
+    ``model_card`` (``mpp``, ``mpp_source``, ``macenko``, ``class_colors``) is
+    completed with the class names and tile size and saved inside
+    ``model.keras`` (``weaksegtf.model_card``). ``out_dir`` must be new or empty
+    unless ``overwrite`` (``weaksegtf.output_guard.OutputFolder``); that, the
+    class names and ``epochs`` are checked before any image is read.
     """
+    settings = training_settings(locals())
     from weaksegtf.data import background_tiles, label_set_to_arrays, label_set_to_images, mask_set_to_arrays
     from weaksegtf.visualize import comparison_grid
 
@@ -564,6 +574,8 @@ def run_training(
         raise ConfigError(f"label_tiles {label_tiles!r} is unknown; expected one of {LABEL_TILES}")
     if tile_size_px % 16:
         raise ConfigError(f"tile_size_px must be a multiple of 16, got {tile_size_px}")
+    outputs = check_training_request(out_dir, class_names=class_names, epochs=epochs, tile_size_px=tile_size_px,
+                                     model_card=model_card, overwrite=overwrite, settings=settings)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     num_classes = len(class_names)
@@ -600,6 +612,7 @@ def run_training(
 
     model_path = out_dir / "model.keras"
     tmp_model = out_dir / "model.tmp.keras"
+    model.model_card = outputs.model_card
     model.save(tmp_model)
     os.replace(tmp_model, model_path)
     history_path = write_history_csv(history.history, out_dir / "history.csv")
@@ -635,8 +648,10 @@ def run_training(
             [val.images[i] for i in order], [val.masks[i] for i in order], [predictions[i] for i in order],
             class_names, out_dir / "predictions.png", titles=[val.names[i] for i in order],
         )
+    metrics["model_card"], metrics["provenance"] = outputs.model_card, outputs.provenance()
     metrics_path = out_dir / "metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
+    outputs.commit(model_path, history_path, metrics_path, overlay_path)
     return TrainingResult(model_path, history_path, metrics_path, overlay_path, metrics)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import EXPORT_MODULES, add_version_argument, fail, missing_training_extra, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,12 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the final model.onnx export and its parity check against Keras")
     parser.add_argument("--no-slide", dest="segment_slide", action="store_false",
                         help="skip segmenting a synthetic pyramidal slide with model.onnx at the end")
-    return parser
+    parser.add_argument("--overwrite", action="store_true",
+                        help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    missing = missing_training_extra(EXPORT_MODULES if args.export_onnx else ("tensorflow", "keras"))
+    if missing:
+        return fail(missing)
     from weaksegtf.demo import run_demo
     from weaksegtf.errors import WeaksegError
 
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_demo(args.out, glas=args.glas, mode=args.mode, epochs=args.epochs,
                           n_images=args.n_images, masked=masked,
                           learning_rate=args.lr, seed=args.seed, export_onnx=args.export_onnx,
-                          segment_slide=args.segment_slide)
+                          segment_slide=args.segment_slide, overwrite=args.overwrite)
     except WeaksegError as error:
         return fail(str(error))
     _print_summary(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
 
 RANK_METRICS = ("pixel_accuracy", "foreground_accuracy", "f1_macro", "f1_weighted", "mean_iou", "mean_dice", "bach_score")
 
@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         "support-weighted 'micro', IoU, Dice, BACH score, boundary IoU/Dice), per_image.csv, "
         "confusion_matrix.png and best_worst.png. Predictions are PNG/TIFF class indices (pyramidal TIFFs "
         "are read at level 0); with --model, the images are predicted first.",
+        epilog="Exit codes: 0 scored and written; 2 bad input (files, classes, a non-weaksegtf --model, an "
+        "occupied or unwritable --out, or --model without the [train] extra).",
     )
     parser.add_argument("--predictions", help="folder of predicted label images")
     parser.add_argument("--model", help="a saved model.keras: predict --images first (instead of --predictions)")
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-image metric ordering worst to best (default: %(default)s)")
     parser.add_argument("--suffix", default="",
                         help="suffix to drop from prediction names before matching, e.g. _pred (default: none)")
-    return parser
+    parser.add_argument("--overwrite", action="store_true",
+                        help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
+    return add_version_argument(parser)
 
 
 def parse_classes(text: str | None) -> list[str] | None:
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--classes is required with --predictions (names like background,benign,malignant or a count)")
     boundary = None if args.boundary_px < 0 else args.boundary_px
     quiet_tensorflow()
+    missing = missing_training_extra() if args.model is not None else None
+    if missing:
+        return fail(missing)
     from weaksegtf.errors import WeaksegError
     from weaksegtf.evaluation import evaluate_model, evaluate_predictions
 
@@ -70,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate_model(
                 args.model, args.images, args.masks, args.out, class_names=class_names,
                 ignore_value=args.ignore_value, boundary_distance_px=boundary, n_grid=args.grid, rank_by=args.rank_by,
+                overwrite=args.overwrite,
             )
         else:
             result = evaluate_predictions(
                 args.predictions, args.masks, args.out, class_names=class_names, images_dir=args.images,
                 ignore_value=args.ignore_value, boundary_distance_px=boundary, n_grid=args.grid,
-                rank_by=args.rank_by, prediction_suffix=args.suffix,
+                rank_by=args.rank_by, prediction_suffix=args.suffix, overwrite=args.overwrite,
             )
     except WeaksegError as error:
         return fail(str(error))

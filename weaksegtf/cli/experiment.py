@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
 
 MODES = ("S", "S+C", "S+C*")
 
@@ -67,12 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--section", default="glas-sweep", help="marker name of the section (default: %(default)s)")
     report.add_argument("--heading", default="## Sweep: S, S+C, S+C* on GlaS",
                         help="heading used when the section is new (default: %(default)r)")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    missing = missing_training_extra() if args.command == "sweep" else None
+    if missing:
+        return fail(missing)
     from weaksegtf.errors import WeaksegError
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail
+from weaksegtf.cli.common import add_version_argument, fail
 
 #: Exit code when at least one slide failed (the others were written; see batch_summary.json).
 SLIDES_FAILED = 1
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the model on tiles without tissue too")
     parser.add_argument("--force", action="store_true", help="recompute slides whose output is already complete")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from weaksegtf.cli.common import add_version_argument, fail
+
 
 def parse_mapping(text: str, value_type: type = int) -> dict:
     """``'Tumor=1,Stroma=2'`` (or a JSON file of that mapping) to a dict."""
@@ -47,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Writes OUT/masks_set/{images,masks}/*.png (uint8 class indices, 255 = not annotated), "
             "OUT/label_set/images/*.png with OUT/label_set/labels.csv (path,label), "
             "OUT/manifest.csv (slide, location, level, mpp of every patch), "
-            "OUT/thumbnails/ and OUT/summary.json."
+            "OUT/thumbnails/ and OUT/summary.json (with the patch mpp that weakseg-train puts in the model card)."
         ),
+        epilog="Exit codes: 0 written; 2 bad input (slide, annotation, option) or an occupied or unwritable "
+        "--out (nothing read or written).",
     )
     parser.add_argument("slides", nargs="+", type=Path, help="slides or images (.svs, .ndpi, .tif, .png, ...)")
     parser.add_argument(
@@ -88,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stain-reference", type=Path,
                         help="Macenko-normalise patches to this image (or saved normaliser .json)")
     parser.add_argument("--seed", type=int, default=0, help="K-means seed (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
+    return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
         )
     except WeaksegError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
     names = {index: name for name, index in (args.class_map or {}).items()}
     print(summary.table(names))
     print(

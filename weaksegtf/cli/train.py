@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from weaksegtf.cli.common import fail, quiet_tensorflow
+from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(uint8 class indices, 255 = not annotated); a label set is images + labels.csv (path,label) "
         "or one sub-folder per class; a low-resolution set is a label set whose labels are rows of "
         "--joint-table, one whole image per block. Writes model.keras, history.csv, metrics.json and "
-        "predictions.png.",
+        "predictions.png; the model card inside model.keras holds the classes, colours, mpp, tile size and "
+        "stain reference that weakseg-export and weakseg-infer read.",
+        epilog="Exit codes: 0 trained and written; 2 bad input (data, option, occupied or unwritable --out, "
+        "missing [train] extra).",
     )
     parser.add_argument("--masks", help="mask-set folder (images/, masks/)")
     parser.add_argument("--labels", help="label-set folder (labels.csv or one folder per class)")
@@ -63,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", action="store_true", help="flips, rotations, elastic, blur and colour jitter")
     parser.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    return parser
+    parser.add_argument("--mpp", type=float, default=None, metavar="X",
+                        help="microns per pixel of the training images, stored in the model card (default: "
+                        "from weakseg-prepare's summary.json or the GlaS split.json beside --masks/--labels)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
+    return add_version_argument(parser)
 
 
 def parse_class_weights(text: str):
@@ -77,13 +85,22 @@ def parse_class_weights(text: str):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    missing = missing_training_extra()
+    if missing:
+        return fail(missing)
     from weaksegtf.data import LabelSet, MaskSet
     from weaksegtf.data.joint_distribution_table import JointDistributionTable
     from weaksegtf.errors import WeaksegError
+    from weaksegtf.model_card import card_settings_from_folders
     from weaksegtf.training import run_training
+    from weaksegtf.training_outputs import check_training_request
 
     class_names = [c.strip() for c in args.classes.split(",") if c.strip()]
     try:
+        card = card_settings_from_folders(args.mpp, [args.masks, args.labels, args.lowres])
+        # The cheap checks first, so a bad --out or --epochs fails before any image is read.
+        check_training_request(args.out, class_names=class_names, epochs=args.epochs, tile_size_px=args.tile_size,
+                               model_card=card, overwrite=args.overwrite)
         masks = MaskSet.from_folder(args.masks, len(class_names)) if args.masks else None
         labels = LabelSet.from_folder(args.labels, len(class_names), class_names) if args.labels else None
         val = MaskSet.from_folder(args.val, len(class_names)) if args.val else None
@@ -103,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch,
+            model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:
         return fail(str(error))

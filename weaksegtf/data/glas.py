@@ -30,6 +30,8 @@ CLASS_NAMES: tuple[str, ...] = ("background", "benign gland", "malignant gland")
 #: Class index of each GlaS grade, as written in ``Grade.csv``.
 GRADE_CLASSES: dict[str, int] = {"benign": 1, "malignant": 2}
 GRADE_CSV = "Grade.csv"
+#: Native resolution of the GlaS images (20x, Sirinukunwattana et al. 2017), microns per pixel.
+GLAS_NATIVE_MPP = 0.62
 _GRADE_HEADER = ("name", "patient id", "grade (glas)")
 # Candidate splits drawn per seed; enough that an exact image count with both
 # grades is almost always among them, cheap because no image is read.
@@ -69,8 +71,12 @@ def read_glas_grades(root: PathLike) -> list[GlasRecord]:
             f"{csv_path} does not exist; expected the GlaS training folder with "
             f"{GRADE_CSV}, images/ and masks/"
         )
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as error:
+        raise DataError(f"{csv_path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+                        f"expected a UTF-8 CSV with header name,patient ID,grade (GlaS)") from None
     header = tuple(cell.strip().lower() for cell in rows[0][:3]) if rows else ()
     if header != _GRADE_HEADER:
         raise DataError(
@@ -85,6 +91,8 @@ def read_glas_grades(root: PathLike) -> list[GlasRecord]:
                 f"{csv_path} line {number} is {row}; expected a name, an integer patient ID "
                 f"and a grade in {sorted(GRADE_CLASSES)}"
             )
+        if any(record.name == name for record in records):
+            raise DataError(f"{csv_path} line {number} lists {name} a second time; expected one row per image")
         records.append(GlasRecord(name, int(patient), GRADE_CLASSES[grade.lower()]))
     if not records:
         raise DataError(f"{csv_path} lists no images")
@@ -307,6 +315,8 @@ class GlasSplit:
         test: MaskSet, optional. Held-out test images of other patients
             (``load_glas(test_fraction=...)``), never used to choose anything.
         test_patients: tuple of int. Patients of the test images.
+        mpp: float, optional. Microns per pixel of the images as loaded
+            (``GLAS_NATIVE_MPP`` times the downsample factor). Defaults to ``None``.
 
     Example:
     >>> split = load_glas("../shared/data/glas-train", masked=7, seed=0)  # doctest: +SKIP
@@ -326,6 +336,7 @@ class GlasSplit:
     seed: int = 0
     test: MaskSet | None = None
     test_patients: tuple[int, ...] = ()
+    mpp: float | None = None
 
     def write(self, out_dir: PathLike, include_full: bool = True) -> Path:
         """Write the split as folders ``weaksegtf.data`` reads back.
@@ -351,6 +362,7 @@ class GlasSplit:
             "class_names": list(self.class_names),
             "ignore_value": self.val.ignore_value,
             "seed": self.seed,
+            "mpp": self.mpp,
             "train_patients": list(self.train_patients),
             "val_patients": list(self.val_patients),
             "train_masks": list(self.train_masks.names),
@@ -440,4 +452,5 @@ def load_glas(
         test=downsample_mask_set(_load_masked(root, [records[n] for n in plan.test_names]), downsample)
         if plan.test_names else None,
         test_patients=plan.test_patients,
+        mpp=GLAS_NATIVE_MPP * downsample,
     )

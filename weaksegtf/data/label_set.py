@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -221,8 +222,12 @@ def _read_csv(
     root: Path, num_classes: int | None, class_names: Sequence[str] | None
 ) -> tuple[list[Path], list[int]]:
     csv_path = root / LABELS_CSV
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{csv_path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+                        f"expected a UTF-8 CSV with header path,label") from None
     rows = [(number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
     if not rows:
         raise DataError(f"{csv_path} is empty; expected a header path,label and one row per image")
@@ -250,6 +255,12 @@ def _read_csv(
             raise DataError(f"{where}: label {label} for {relative} is negative; expected 0 or more")
         if num_classes is not None and label >= num_classes:
             raise _range_error(label, num_classes, f"{where} ({relative})")
+        normal = os.path.normpath(relative)
+        if not relative or os.path.isabs(relative) or normal == ".." or normal.startswith(".." + os.sep):
+            raise DataError(
+                f"{where} names {relative!r}, which lies outside the label-set folder {root}; expected a path "
+                f"relative to {root} such as images/name.png"
+            )
         path = root / relative
         if not path.is_file():
             raise DataError(f"{where} names {relative}, but {path} does not exist")

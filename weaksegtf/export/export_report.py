@@ -53,6 +53,7 @@ class ExportReport:
             "int8_path": None if self.int8_path is None else str(self.int8_path),
             "int8_parity": None if self.int8_parity is None else self.int8_parity.to_dict(),
             "seconds": round(self.seconds, 1),
+            "provenance": self.metadata.provenance,
         }
 
     def format(self) -> str:

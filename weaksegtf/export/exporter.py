@@ -13,19 +13,23 @@ import numpy as np
 
 import weaksegtf
 from weaksegtf.data.images import PathLike
-from weaksegtf.errors import ConfigError, DataError, ExportError, ParityError
+from weaksegtf.errors import ConfigError, DataError, ExportError, ModelFileError, OutputError, ParityError
 from weaksegtf.export.export_report import ExportReport
 from weaksegtf.export.metadata import DEFAULT_OUTPUTS, INPUT_NAME, OnnxMetadata, check_outputs, weights_sha256
 from weaksegtf.export.parity import ParityReport, compare
 from weaksegtf.export.sample_tiles import Shape, TileSource, check_shapes, image_files
 from weaksegtf.export.segmenter_file import Segmenter, read_keras_config
 from weaksegtf.export.staged_outputs import StagedOutputs
+from weaksegtf.output_guard import OutputFolder, check_output_file
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_MIN_INT8_AGREEMENT = 0.99
 DEFAULT_PARITY_BATCH_SIZES = (1, 4)
 DEFAULT_CALIBRATION_TILES = 32
 _DEFAULT_TILE_SIZE_PX = 128
+COMMAND = "weakseg-export"
+#: What TensorFlow writes into a SavedModel folder (checked against the folder before any work).
+SAVEDMODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
 
 
 def export_model(
@@ -50,6 +54,7 @@ def export_model(
     calibration_tiles: int = DEFAULT_CALIBRATION_TILES,
     int8_reduce_range: bool | None = None,
     seed: int = 0,
+    overwrite: bool = False,
     _perturb: Callable[[Any], None] | None = None,
 ) -> ExportReport:
     """Export a weaksegtf model to ONNX (and optionally int8 ONNX and a SavedModel), verifying each.
@@ -88,14 +93,16 @@ def export_model(
             SavedModel probabilities) from Keras. Defaults to ``1e-4``.
         min_int8_agreement: float. Smallest allowed per-pixel argmax agreement
             of int8 with fp32. Defaults to ``0.99``.
-        mpp: float, optional. Microns per pixel of the training tiles, stored in the metadata.
+        mpp: float, optional. Microns per pixel of the training tiles, stored in the
+            metadata. Defaults to the model card's (``weaksegtf.model_card``), else unknown.
         tile_size_px: int, optional. Training tile side, stored in the metadata;
             also the calibration tile size and the first parity shape. Defaults
-            to ``None`` (unknown; 128 px tiles are used).
+            to the model card's, else ``None`` (unknown; 128 px tiles are used).
         macenko: dict or path, optional. Macenko stain reference used in training
-            (a dict or a ``MacenkoNormalizer.save`` JSON file), stored in the metadata.
+            (a dict or a ``MacenkoNormalizer.save`` JSON file), stored in the
+            metadata. Defaults to the model card's.
         class_colors: sequence of (r, g, b), optional. Display colours. Defaults to
-            ``weaksegtf.visualize.DEFAULT_COLORS``.
+            the model card's, else ``weaksegtf.visualize.DEFAULT_COLORS``.
         parity_shapes_px: sequence of two (height, width), optional. Parity tile
             shapes, multiples of 16. Defaults to ``(t, t)`` and ``(t + 32, 2 t)``
             for tile size ``t``.
@@ -105,6 +112,12 @@ def export_model(
             without VNNI; ``None`` (default) chooses by this CPU (see
             :func:`weaksegtf.export.quantize.default_reduce_range`).
         seed: int. Seed of tile choice and random inputs. Defaults to ``0``.
+        overwrite: bool. Replace existing outputs that weaksegtf wrote (an ONNX
+            file with weaksegtf metadata; SavedModel entries recorded in the
+            folder's ``.weaksegtf-outputs.json``); other files are never
+            replaced or removed. Without it, an existing ONNX file is replaced
+            only by an export of the same weights, and a non-empty SavedModel
+            folder is refused. Defaults to ``False``.
         _perturb: callable, optional. For tests only: changes the ``onnx.ModelProto``
             before it is written, to force a parity failure.
 
@@ -115,6 +128,8 @@ def export_model(
         ModelFileError: the model file is missing or not a weaksegtf model.
         DataError: a calibration or sample folder is missing or holds no images.
         ConfigError: incompatible settings, such as an opset onnxruntime cannot run.
+        OutputError: an output is a folder where a file is expected (or the
+            reverse), is not writable, or exists and may not be replaced (see ``overwrite``).
         ParityError: an export disagrees with Keras beyond ``tolerance``, or int8
             with fp32 below ``min_int8_agreement``; nothing is written.
         ExportError: tf2onnx, onnxruntime or TensorFlow cannot write or run an export.
@@ -126,11 +141,20 @@ def export_model(
     """
     start = time.perf_counter()
     # --- Checks that need no TensorFlow, so bad input fails in milliseconds. ---
+    settings = {key: value for key, value in locals().items() if key not in ("_perturb", "start")}
     model_path, onnx_path = Path(model_path), Path(onnx_path)
-    read_keras_config(model_path)
+    card = read_keras_config(model_path).get("config", {}).get("model_card") or {}
+    # The model card (written by training) fills what the arguments leave out.
+    mpp = card.get("mpp") if mpp is None else mpp
+    tile_size_px = card.get("tile_size_px") if tile_size_px is None else tile_size_px
+    macenko = card.get("macenko") if macenko is None else macenko
+    class_colors = card.get("class_colors") if class_colors is None else class_colors
     outputs = check_outputs(outputs)
     _check_settings(tolerance, min_int8_agreement, mpp, tile_size_px, calibration_tiles, parity_batch_sizes)
-    _check_output_paths(onnx_path, savedmodel_dir)
+    int8_path = Path(int8_path) if int8_path is not None else onnx_path.with_suffix(".int8.onnx")
+    same_weights_required, savedmodel_folder = _check_output_paths(
+        model_path, onnx_path, int8_path if int8 else None, savedmodel_dir, overwrite
+    )
     if int8 and calibration_dir is None:
         raise ConfigError("int8 quantisation needs calibration_dir (--calibration DIR), a folder of real tiles")
     if calibration_dir is not None:
@@ -140,7 +164,6 @@ def export_model(
     tile = tile_size_px or _DEFAULT_TILE_SIZE_PX
     shapes = check_shapes(parity_shapes_px or [(tile, tile), (tile + 32, 2 * tile)])
     macenko = _read_macenko(macenko)
-    int8_path = Path(int8_path) if int8_path is not None else onnx_path.with_suffix(".int8.onnx")
     if int8 and int8_path.resolve() == onnx_path.resolve():
         raise ConfigError(f"int8_path {int8_path} is the fp32 output path; expected a different file")
 
@@ -150,7 +173,8 @@ def export_model(
 
     opset = check_opset(opset, int8=int8)
     segmenter = load_segmenter(model_path)
-    metadata = _metadata(segmenter, outputs, mpp, tile_size_px, macenko, class_colors)
+    metadata = _metadata(segmenter, outputs, mpp, tile_size_px, macenko, class_colors, settings)
+    _require_same_weights(same_weights_required, metadata.weights_sha256)
     samples = TileSource(samples_dir, seed)
     batches = [samples.batch(b, h, w) for h, w in shapes for b in parity_batch_sizes]
 
@@ -203,7 +227,12 @@ def export_model(
                 what="onnxruntime int8 vs fp32", source=evaluation.description, min_agreement=min_int8_agreement,
             )
             _require(int8_parity, int8_path)
+        savedmodel_entries = staged.entries(savedmodel_dir) if savedmodel_dir is not None else []
+        if savedmodel_folder is not None:
+            savedmodel_folder.check(savedmodel_entries)  # again: what TensorFlow wrote, just before replacing
         staged.commit()
+        if savedmodel_folder is not None:
+            savedmodel_folder.commit(savedmodel_entries)
 
     return ExportReport(
         onnx_path=onnx_path, opset=opset, metadata=metadata, parity=parity,
@@ -244,7 +273,9 @@ def _metadata(
     tile_size_px: int | None,
     macenko: dict | None,
     class_colors: Sequence[Sequence[int]] | None,
+    settings: Mapping[str, Any] | None = None,
 ) -> OnnxMetadata:
+    from weaksegtf.provenance import provenance
     from weaksegtf.visualize import palette
 
     n = segmenter.num_classes
@@ -262,6 +293,7 @@ def _metadata(
         normalization=_normalization(segmenter.model, macenko is not None),
         macenko=macenko,
         outputs=tuple(outputs),
+        provenance=provenance(**dict(settings or {})),
     )
 
 
@@ -325,10 +357,56 @@ def _check_settings(tolerance, min_int8_agreement, mpp, tile_size_px, calibratio
         raise ConfigError(f"parity_batch_sizes must be positive ints, got {list(batch_sizes)}")
 
 
-def _check_output_paths(onnx_path: Path, savedmodel_dir: PathLike | None) -> None:
-    if onnx_path.is_dir():
-        raise ConfigError(f"ONNX output {onnx_path} is a folder; expected a file path such as {onnx_path / 'model.onnx'}")
-    if savedmodel_dir is not None and Path(savedmodel_dir).exists() and not Path(savedmodel_dir).is_dir():
-        raise ConfigError(f"SavedModel output {savedmodel_dir} is a file; expected a folder path")
-    if savedmodel_dir is not None and Path(savedmodel_dir).resolve() == onnx_path.resolve():
-        raise ConfigError(f"the SavedModel folder and the ONNX file are both {onnx_path}")
+def _check_output_paths(
+    model_path: Path, onnx_path: Path, int8_path: Path | None, savedmodel_dir: PathLike | None, overwrite: bool
+) -> tuple[dict[Path, str], OutputFolder | None]:
+    """Every output checked before TensorFlow starts (see ``export_model``'s ``overwrite``).
+
+    Returns:
+        ``{existing ONNX path: its weights hash}`` for files that may be replaced
+        only by an export of the same weights (checked once the model is loaded),
+        and the checked SavedModel folder (or ``None``).
+    """
+    files = [(onnx_path, "ONNX output")] + ([(int8_path, "int8 ONNX output")] if int8_path is not None else [])
+    for path, what in files:
+        if path.resolve() == model_path.resolve():
+            raise ConfigError(f"{what} {path} is the model being exported; expected another file")
+    if savedmodel_dir is not None:
+        savedmodel = Path(savedmodel_dir).resolve()
+        if savedmodel == onnx_path.resolve():
+            raise ConfigError(f"the SavedModel folder and the ONNX file are both {onnx_path}")
+    same_weights: dict[Path, str] = {}
+    for path, what in files:
+        existing = _weaksegtf_export_weights(path)
+        is_export = lambda _: existing is not None  # noqa: E731
+        # A weaksegtf export may be replaced without --overwrite by one of the same weights,
+        # confirmed once the model is loaded (_require_same_weights).
+        check_output_file(path, what, overwrite=overwrite, replaceable=is_export, identical=is_export)
+        if existing is not None and not overwrite:
+            same_weights[path] = existing
+    folder = None
+    if savedmodel_dir is not None:
+        folder = OutputFolder(Path(savedmodel_dir), COMMAND, overwrite=overwrite, what="SavedModel folder")
+        folder.check(SAVEDMODEL_ENTRIES)
+    return same_weights, folder
+
+
+def _weaksegtf_export_weights(path: Path) -> str | None:
+    """The ``weights_sha256`` of an existing weaksegtf ONNX export at ``path``, or ``None``."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    from weaksegtf.export.metadata import read_onnx_metadata
+
+    try:
+        return read_onnx_metadata(path).weights_sha256 or None
+    except ModelFileError:
+        return None
+
+
+def _require_same_weights(existing: Mapping[Path, str], weights: str) -> None:
+    for path, sha in existing.items():
+        if sha != weights:
+            raise OutputError(
+                f"{path} already holds an export of other weights (sha256 {sha[:12]}..., this model's is "
+                f"{weights[:12]}...); pass --overwrite (overwrite=True) to replace it, or choose another path"
+            )

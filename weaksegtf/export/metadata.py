@@ -41,6 +41,7 @@ METADATA_KEYS = (
     "outputs",
     "quantization",
     "weights_sha256",
+    "provenance",
 )
 _REQUIRED_KEYS = ("weaksegtf_metadata_version", "class_names", "input", "outputs")
 _INPUT = {
@@ -73,6 +74,9 @@ class OnnxMetadata:
             inputs *before* the model. Defaults to ``None`` (none used).
         outputs: tuple of str. Output names present. Defaults to :data:`DEFAULT_OUTPUTS`.
         quantization: str. ``"none"`` or a description such as ``"int8 QDQ"``. Defaults to ``"none"``.
+        provenance: dict, optional. ``weaksegtf.provenance.provenance()`` of the
+            export (versions, command line, time, settings); not compared by
+            ``==``. Defaults to ``None``.
 
     Example:
     >>> meta = OnnxMetadata(("background", "gland"), ((240, 240, 240), (220, 40, 40)), "ab12", "0.1.0", "resnet18")
@@ -91,6 +95,7 @@ class OnnxMetadata:
     macenko: dict[str, Any] | None = None
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     quantization: str = "none"
+    provenance: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -117,6 +122,7 @@ class OnnxMetadata:
             "outputs": list(self.outputs),
             "quantization": self.quantization,
             "weights_sha256": self.weights_sha256,
+            "provenance": self.provenance,
         }
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
@@ -155,6 +161,7 @@ class OnnxMetadata:
                 macenko=json.loads(props.get("macenko", "null")),
                 outputs=tuple(json.loads(props["outputs"])),
                 quantization=props.get("quantization", "none"),
+                provenance=json.loads(props.get("provenance", "null")),
             )
         except (ValueError, TypeError) as error:
             raise ModelFileError(f"{source} has unreadable weaksegtf metadata: {error}") from None

@@ -2,7 +2,11 @@
 
 A failed parity check, a failed int8 agreement or an exception leaves none
 of the outputs behind, and an existing output is replaced only at the very
-end (a rename, so readers never see half a file).
+end (a rename, so readers never see half a file). A staged folder is merged
+into an existing final folder entry by entry: only entries of the same name
+are replaced, and anything else the folder holds is left alone (the caller
+checks beforehand, with ``weaksegtf.output_guard``, that those entries may be
+replaced).
 """
 
 from __future__ import annotations
@@ -44,17 +48,30 @@ class StagedOutputs:
         return self.file(final)
 
     def commit(self) -> None:
-        """Move every staged output to its final path."""
+        """Move every staged output to its final path (a folder: entry by entry into the final folder)."""
         for temporary, final in self._staged:
-            if temporary.is_dir():
-                old = final.with_name(f".{final.name}.old-{os.getpid()}")
-                if final.exists():
-                    os.replace(final, old)
-                os.replace(temporary, final)
-                self._remove(old)
+            if temporary.is_dir() and final.is_dir() and not final.is_symlink():
+                self._merge(temporary, final)
             else:
                 os.replace(temporary, final)
         self.committed = True
+
+    def _merge(self, temporary: Path, final: Path) -> None:
+        for entry in sorted(temporary.iterdir()):
+            target = final / entry.name
+            old = final / f".{entry.name}.old-{os.getpid()}"
+            if target.exists() or target.is_symlink():
+                os.replace(target, old)  # a rename: a link is moved, never followed
+            os.replace(entry, target)
+            self._remove(old)
+        temporary.rmdir()
+
+    def entries(self, final: str | os.PathLike) -> list[str]:
+        """Names inside the staged folder for ``final`` (before :meth:`commit`)."""
+        for temporary, staged_final in self._staged:
+            if staged_final == Path(final) and temporary.is_dir():
+                return sorted(p.name for p in temporary.iterdir())
+        return []
 
     def discard(self) -> None:
         for temporary, _ in self._staged:

@@ -113,6 +113,9 @@ class WeakSegmenter(keras.Model):
         label_class_weights: list of float, optional. Item weights of the
             classification loss, one per class (inverse label frequency, as
             for the masks' pixels). Defaults to ``None`` (all ones).
+        model_card: dict, optional. What deployment needs (class colours, training
+            mpp, tile size, stain reference), saved inside the ``.keras`` file; see
+            ``weaksegtf.model_card``. Defaults to ``None``.
         **kwargs: standard ``keras.Model`` arguments such as ``name``.
 
     Example:
@@ -142,6 +145,7 @@ class WeakSegmenter(keras.Model):
         lowres_group_size: int | None = DEFAULT_GROUP_SIZE,
         lowres_weight: float = 1.0,
         label_class_weights: Sequence[float] | None = None,
+        model_card: dict | None = None,
         **kwargs,
     ):
         class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
@@ -197,6 +201,7 @@ class WeakSegmenter(keras.Model):
         self.label_class_weights = (
             None if label_class_weights is None else [float(w) for w in label_class_weights]
         )
+        self.model_card = None if model_card is None else dict(model_card)
 
         # === Trackers (listed in `metrics`, so fit() resets them every epoch) ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -413,6 +418,7 @@ class WeakSegmenter(keras.Model):
             "lowres_group_size": self.lowres_group_size,
             "lowres_weight": self.lowres_weight,
             "label_class_weights": self.label_class_weights,
+            "model_card": self.model_card,
             "name": self.name,
             "trainable": self.trainable,
         }

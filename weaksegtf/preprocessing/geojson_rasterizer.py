@@ -54,12 +54,34 @@ def _polygons(geometry: dict[str, Any]) -> list[list[list[list[float]]]]:
     """Polygons (each a list of rings) of a geometry; points and lines give none."""
     kind = geometry.get("type")
     if kind == "Polygon":
-        return [geometry["coordinates"]]
+        return [geometry.get("coordinates")]
     if kind == "MultiPolygon":
-        return list(geometry["coordinates"])
+        coordinates = geometry.get("coordinates")
+        return list(coordinates) if isinstance(coordinates, list) else [coordinates]
     if kind == "GeometryCollection":
-        return [p for g in geometry.get("geometries", []) for p in _polygons(g)]
+        parts = geometry.get("geometries")
+        return [p for g in (parts if isinstance(parts, list) else []) if isinstance(g, dict) for p in _polygons(g)]
     return []
+
+
+def _checked_rings(polygons: list, path: Path, index: int) -> list[list[np.ndarray]]:
+    """Each polygon's rings as ``(n, 2)`` float arrays; a DataError naming the feature if malformed."""
+    checked = []
+    for polygon in polygons:
+        try:
+            if not isinstance(polygon, list):
+                raise ValueError
+            rings = [np.asarray(ring, dtype=np.float64) for ring in polygon]
+            if any(ring.ndim != 2 or ring.shape[1] < 2 or not np.isfinite(ring[:, :2]).all() for ring in rings):
+                raise ValueError
+        except (TypeError, ValueError):
+            shown = json.dumps(polygon)[:80]
+            raise DataError(
+                f"GeoJSON {path}: feature {index} has malformed polygon coordinates {shown}; expected "
+                f"rings of [x, y] number pairs, as QuPath exports them"
+            ) from None
+        checked.append([ring[:, :2] for ring in rings])
+    return checked
 
 
 def read_geojson(path: Path | str) -> list[tuple[str, list[list[list[list[float]]]]]]:
@@ -80,7 +102,7 @@ def read_geojson(path: Path | str) -> list[tuple[str, list[list[list[list[float]
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(geometry, dict):
             raise DataError(f"GeoJSON {path}: feature {index} has no geometry object")
-        features.append((_class_name(feature), _polygons(geometry)))
+        features.append((_class_name(feature), _checked_rings(_polygons(geometry), path, index)))
     return features
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.output_guard import OutputFolder
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
     rasterize_geojson,
@@ -42,6 +43,7 @@ from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchS
 from weaksegtf.preprocessing.prepare_summary import PrepareSummary, SlideSummary
 from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
 from weaksegtf.preprocessing.tissue_mask import DEFAULT_TISSUE_MPP, TissueMask
+from weaksegtf.provenance import provenance
 from weaksegtf.slides.array_reader import as_rgb_uint8
 from weaksegtf.slides.image_reader import read_plain_image
 from weaksegtf.slides.open_slide import open_slide
@@ -53,6 +55,10 @@ MAX_RASTER_SIDE_PX = 16384
 
 #: Patches are stain-normalised in batches of this many.
 _STAIN_BATCH = 64
+COMMAND = "weakseg-prepare"
+STAIN_NORMALIZER_NAME = "stain_normalizer.json"
+#: Everything prepare_patches may write into its output folder.
+PREPARE_OUTPUTS = (MASK_SET, LABEL_SET, "manifest.csv", "thumbnails", "summary.json", STAIN_NORMALIZER_NAME)
 
 
 class PreparationWarning(UserWarning):
@@ -300,7 +306,10 @@ def prepare_patches(
             Defaults to ``None`` (no normalisation).
         thumbnail_size_px: int. Longer side of the thumbnails. Defaults to 1024.
         seed: int. K-means seed. Defaults to 0.
-        overwrite: bool. Replace an earlier output. Defaults to ``False``.
+        overwrite: bool. Accept a non-empty ``out_dir``, replacing what
+            weaksegtf wrote there (``weaksegtf.output_guard.OutputFolder``; other
+            files are never touched). Defaults to ``False``: a non-empty folder
+            is refused before any slide is read.
         progress: bool or callable. Print progress to stderr, or call this
             with each status line. Defaults to ``False``.
 
@@ -333,6 +342,11 @@ def prepare_patches(
         )
     if not 0.0 <= min_tissue_fraction <= 1.0:
         raise ConfigError(f"min_tissue_fraction must be in [0, 1], got {min_tissue_fraction}")
+    if isinstance(outside_value, bool) or not isinstance(outside_value, int) or not 0 <= outside_value <= 255:
+        raise ConfigError(f"outside_value (--outside) must be a class index 0..255 (255 = not annotated), got {outside_value!r}")
+    settings = {key: value for key, value in locals().items() if key not in ("progress", "slide_paths", "mask_paths")}
+    folder = OutputFolder(Path(out_dir), COMMAND, overwrite=overwrite)
+    folder.check(PREPARE_OUTPUTS)
     _validate_inputs(slide_paths, mask_paths, mpp, class_map)
 
     normalizer = None
@@ -351,13 +365,16 @@ def prepare_patches(
         report = _Progress(bool(progress)).update
 
     out = Path(out_dir)
-    summary = PrepareSummary(out_dir=str(out))
+    summary = PrepareSummary(out_dir=str(out), patch_mpp=float(patch_mpp), patch_size_px=int(patch_size_px),
+                             provenance=provenance(**settings))
     tally = _Tally()
     stems: Counter[str] = Counter()
+    folder.remove_own()  # an earlier run's thumbnails never mix with this run's
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     with PatchSetWriter(out, overwrite=overwrite) as writer:
         if normalizer is not None:
-            normalizer.save(out / "stain_normalizer.json")
+            normalizer.save(out / STAIN_NORMALIZER_NAME)
+            summary.stain_reference = STAIN_NORMALIZER_NAME
         for index, (slide_path, mask_path) in enumerate(zip(slide_paths, mask_paths), start=1):
             prefix = f"[{index}/{len(slide_paths)}] {slide_path.name}"
             with open_slide(slide_path, mpp=mpp) as slide:
@@ -440,6 +457,7 @@ def prepare_patches(
     if normalizer is not None:
         summary.stain_unchanged_patches = normalizer.n_unchanged
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+    folder.commit([name for name in PREPARE_OUTPUTS if (out / name).exists()])
     return summary
 
 

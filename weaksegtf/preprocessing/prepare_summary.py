@@ -37,6 +37,12 @@ class PrepareSummary:
         warnings: list of str. Slides that gave no patches, and why.
         stain_unchanged_patches: int. Patches with too little stain to
             normalise, written unchanged (0 without a stain reference).
+        patch_mpp: float, optional. Microns per pixel of the patches; weakseg-train
+            reads it into the model card. Defaults to ``None``.
+        patch_size_px: int, optional. Patch side in pixels. Defaults to ``None``.
+        stain_reference: str, optional. File name of the saved Macenko reference
+            in the output folder, when patches were normalised. Defaults to ``None``.
+        provenance: dict. ``weaksegtf.provenance.provenance()`` of the run.
     """
 
     out_dir: str
@@ -46,6 +52,10 @@ class PrepareSummary:
     mask_pixels_per_class: dict[int, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     stain_unchanged_patches: int = 0
+    patch_mpp: float | None = None
+    patch_size_px: int | None = None
+    stain_reference: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mask_patches(self) -> int:
