@@ -174,3 +174,26 @@ def test_label_batches_leave_the_segmentation_batch_norm_statistics_to_the_mask_
     for alone, joint in zip(stats[1], stats[2]):
         np.testing.assert_array_equal(alone, joint)
     assert not np.allclose(classifier_stats[0], 0.0)  # the classifier's own batch norm still learns from labels
+
+
+def test_precise_batch_norm_statistics_are_the_mean_of_batch_statistics():
+    import keras
+
+    from weaksegtf.models import WeakSegmenter
+    from weaksegtf.precise_batch_norm import batch_norm_layers, recompute_batch_norm_statistics
+
+    keras.utils.set_random_seed(0)
+    model = WeakSegmenter(num_classes=3)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    weights_before = [np.asarray(w) for w in model.trainable_weights]
+    assert recompute_batch_norm_statistics(model, images, batch_size=3, seed=0) == 2
+    conv1 = keras.Model(model.encoder.inputs, model.encoder.get_layer("conv1").output)
+    order = np.random.default_rng(0).permutation(6)
+    features = [np.asarray(conv1(model.preprocess(images[order[i * 3 : (i + 1) * 3]]))) for i in range(2)]
+    bn1 = batch_norm_layers(model)[0]
+    assert bn1.name == "bn1"
+    np.testing.assert_allclose(np.asarray(bn1.moving_mean), np.mean([f.mean((0, 1, 2)) for f in features], 0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn1.moving_variance), np.mean([f.var((0, 1, 2)) for f in features], 0), rtol=1e-3, atol=1e-3)
+    assert bn1.momentum == 0.9
+    for before, after in zip(weights_before, model.trainable_weights):
+        np.testing.assert_array_equal(before, np.asarray(after))

@@ -305,6 +305,7 @@ def train_weak_segmenter(
     label_class_weights: str | Sequence[float] | None = "auto",
     label_batch_size: int | None = None,
     best_epoch: bool = True,
+    precise_batch_norm: bool = True,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -347,6 +348,9 @@ def train_weak_segmenter(
             defaults to as many as fit in the pixels of one mask batch.
         best_epoch: bool. With ``validation``, keep the weights of the epoch
             with the best validation mean Dice (in inference mode). Defaults to ``True``.
+        precise_batch_norm: bool. After every epoch, re-estimate the batch-norm
+            statistics of the encoder and decoder on the mask tiles
+            (:mod:`weaksegtf.precise_batch_norm`). Defaults to ``True``.
         Other arguments follow section 2.3 of Ciga & Martel (Adam, lr 1e-4, batch 20).
     """
     import keras
@@ -411,13 +415,19 @@ def train_weak_segmenter(
         lowres_images=lowres_images, block_labels=block_labels, background_images=background_images,
         label_batch_size=label_batch_size,
     )
-    callbacks, selection = list(callbacks or []), None
+    # Order matters: statistics first, so validation and the kept epoch use them.
+    own_callbacks, selection = [], None
+    if precise_batch_norm and mask_images is not None and len(mask_images):
+        from weaksegtf.precise_batch_norm import PreciseBatchNorm
+
+        own_callbacks.append(PreciseBatchNorm(mask_images, batch_size, seed))
     if validation is not None:
         from weaksegtf.whole_image_validation import WholeImageValidation
 
         check_validation(validation[0], validation[1], num_classes)
         selection = WholeImageValidation(validation[0], validation[1], model.class_names, restore_best=best_epoch)
-        callbacks.insert(0, selection)
+        own_callbacks.append(selection)
+    callbacks = own_callbacks + list(callbacks or [])
     history = model.fit(
         dataset,
         epochs=epochs,

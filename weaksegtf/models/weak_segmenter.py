@@ -240,20 +240,18 @@ class WeakSegmenter(keras.Model):
         logits = self.interpolate(self.segment_low_res(images, training=True))
         return self.pixel_loss(masks, logits), logits
 
-    def _classification_loss(self, batches, frozen_statistics: bool = False):
+    def _classification_loss(self, batches):
         """Class-weighted cross-entropy over the union of the label sub-batches.
 
         ``batches`` holds ``(images, labels)`` or ``(images, labels, valid)``
         sub-batches (whole labelled images with their valid-pixel maps, and
         background tiles); each runs its own forward pass, and the loss is
-        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items. With
-        ``frozen_statistics`` the encoder and decoder normalise with their
-        moving statistics (see :meth:`_phase`).
+        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
         """
         all_labels, all_logits = [], []
         for batch in batches:
             images, labels = batch[0], batch[1]
-            low_res = self.segment_low_res(images, training=not frozen_statistics)
+            low_res = self.segment_low_res(images, training=True)
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
@@ -290,25 +288,24 @@ class WeakSegmenter(keras.Model):
     def _phase(self, name: str, batch, batches=None):
         """``(loss, logits)`` of one phase, its weight in the joint loss, and the weights it trains.
 
-        When a mask batch is in the step, it alone sets the moving batch-norm
-        statistics of the encoder and decoder, which the deployed model
-        normalises with. The label phase then runs the segmentation path with
-        those statistics (batch norm in inference mode: the classifier judges,
-        and its gradient corrects, the segmentation that will be deployed),
-        and the low-resolution phase leaves them as the mask batch set them.
-        Letting label batches (whole images with padding, glass tiles) into
-        the moving statistics made the deployed model score far below what
-        training reported (docs/results.md).
+        When a mask batch is in the step, it alone updates the moving
+        batch-norm statistics of the encoder and decoder: the other phases
+        normalise with their own batch's statistics, as in training, and then
+        put the moving statistics back as the mask batch left them. Label
+        batches (whole images with padding, glass tiles) averaged into the
+        moving statistics made the deployed model score far below what
+        training reported (docs/results.md). Running the label phase in
+        inference mode instead was worse: its gradient then changes the scale
+        of features that training-mode batch norm ignores.
         """
-        with_masks = batches is not None and "mask" in batches
-        if name == "label":
-            return self._classification_loss(batch, frozen_statistics=with_masks), self.classification_weight, self.trainable_variables
-        if name == "lowres" and with_masks:
+        if name != "mask" and batches is not None and "mask" in batches:
             saved = [tf.identity(v) for v in self.segmentation_statistics]
             result = self._phase(name, batch)
             for variable, value in zip(self.segmentation_statistics, saved):
                 variable.assign(value)
             return result
+        if name == "label":
+            return self._classification_loss(batch), self.classification_weight, self.trainable_variables
         if name == "mask":
             return self._segmentation_loss(batch), 1.0, self.segmentation_variables
         return self._lowres_loss(batch), self.lowres_weight, self.segmentation_variables
