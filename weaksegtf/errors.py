@@ -32,6 +32,12 @@ class ModelFileError(WeaksegError, ValueError):
     """A model file is missing, unreadable, or not a weaksegtf model (``.keras`` or exported ``.onnx``)."""
 
 
+class OutputError(WeaksegError, OSError):
+    """An output cannot be written safely: a locked, read-only or full folder, a symbolic link where a
+    file will be written, or a folder holding results of another input or another model. Nothing was
+    left half-written."""
+
+
 class ExportError(WeaksegError, RuntimeError):
     """An export could not be written or run; nothing was left on disk."""
 
