@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from weaksegtf.errors import OutputError, WeaksegError
-from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_input, write_claim
+from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_input
 from weaksegtf.inference.inputs import find_inputs, input_key, output_names
 from weaksegtf.inference.output_lock import LOCK_NAME, OutputLock
 from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.safe_files import (
     is_storage_error,
-    make_folder,
     refuse_link,
     remove_stale_partials,
     storage_error,
@@ -171,8 +170,10 @@ def segment_slides(
     another input holds that name, so a slide keeps its folder whatever else
     a run holds. Before the first slide starts, ``out_dir`` is locked
     (another run on it is refused, see :class:`OutputLock`) and every slide
-    folder is claimed (``source.json``) and checked: a folder made for
-    another model is refused unless the segmenter has ``overwrite``.
+    folder that exists is checked: one made for another model is refused
+    unless the segmenter has ``overwrite``. A slide's folder is created (and
+    claimed in ``source.json``) once its file opens, so nothing is written
+    for a slide that cannot be read.
 
     A slide that cannot be read (missing, corrupt, truncated, no mpp, too
     large) is recorded as ``"failed"`` with the reason and the run continues;
@@ -220,9 +221,6 @@ def segment_slides(
         overwrite = segmenter.overwrite or force
         for path, folder in zip(paths, folders):  # every refusal before any slide is touched
             check_claim(folder, input_key(path), segmenter.model.model_sha256, overwrite)
-        for path, folder in zip(paths, folders):
-            make_folder(folder)
-            write_claim(folder, input_key(path), str(segmenter.model.path), segmenter.model.model_sha256)
         previous = _read_json(result.summary_path)
         progress = Progress(len(paths), enabled=segmenter.progress)
         for path, folder in zip(paths, folders):

@@ -356,7 +356,8 @@ class SlideSegmenter:
             tick = time.perf_counter()
             summary = write_slide_outputs(
                 slide, plan, self.model.metadata, self.mpp, labels, probabilities, out_dir,
-                self.geojson, self.geojson_max_px, self.thumbnail_px, id_seed=settings["model_sha256"])
+                self.geojson, self.geojson_max_px, self.thumbnail_px,
+                id_seed=f"{settings['model_sha256']}:{settings['slide']}")
             timings["writing"] = time.perf_counter() - tick
         finally:
             checkpoint.close()
