@@ -228,7 +228,8 @@ def segment_slides(
                 slide = segmenter.segment(path, folder, slide_mpp=slide_mpp, force=force, progress=progress)
             except BaseException as error:  # noqa: BLE001 - sorted below: storage stops the run, the rest fail one slide
                 if is_storage_error(error):
-                    raise error if isinstance(error, OutputError) else storage_error(error) from None
+                    raise error if isinstance(error, OutputError) else storage_error(
+                        error, error.filename or folder) from None
                 if not isinstance(error, Exception):
                     raise
                 reason = str(error) if isinstance(error, (WeaksegError, OSError, MemoryError)) else (

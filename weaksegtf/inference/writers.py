@@ -96,10 +96,9 @@ def label_features(
     for number, region in enumerate(label_regions(labels, classes, values)):
         rings, area_px = [], 0.0
         for k, ring in enumerate(region.polygon):
-            corners = np.clip(ring * level0_px_per_px, 0.0, limit)
-            area_px += ring_area(corners) * (1 if k == 0 else -1)
-            closed = np.round(np.concatenate([corners, corners[:1]]), decimals)
-            rings.append(closed.tolist())
+            corners = np.round(np.clip(ring * level0_px_per_px, 0.0, limit), decimals)
+            area_px += ring_area(corners) * (1 if k == 0 else -1)  # the area of the polygon as written
+            rings.append(np.concatenate([corners, corners[:1]]).tolist())
         measurements: dict[str, float] = {}
         if slide_mpp is not None:
             measurements[AREA_MEASUREMENT] = round(area_px * slide_mpp**2, 3)
