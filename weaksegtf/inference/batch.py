@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -221,6 +222,9 @@ def segment_slides(
         overwrite = segmenter.overwrite or force
         for path, folder in zip(paths, folders):  # every refusal before any slide is touched
             check_claim(folder, input_key(path), segmenter.model.model_sha256, overwrite)
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise OutputError(f"cannot write {folder}: permission denied; expected a folder this user can "
+                                  f"write, or choose another --out")
         previous = _read_json(result.summary_path)
         progress = Progress(len(paths), enabled=segmenter.progress)
         for path, folder in zip(paths, folders):

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from weaksegtf.errors import ConfigError, OutputError
+from weaksegtf.errors import ConfigError
 from weaksegtf.inference.checkpoint import Checkpoint
 from weaksegtf.inference.folder_claim import SUMMARY_NAME, WORK_NAME, check_claim, write_claim
 from weaksegtf.inference.inputs import input_key
