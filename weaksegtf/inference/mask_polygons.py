@@ -135,8 +135,10 @@ def mask_polygons(mask: npt.ArrayLike) -> list[Polygon]:
 
 def ring_area(ring: np.ndarray) -> float:
     """Unsigned shoelace area of a ring (closed or not)."""
-    x, y = np.asarray(ring, np.float64).T
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
+    ring = np.asarray(ring, np.float64)
+    x, y = ring[:, 0], ring[:, 1]
+    twice = np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1]
+    return abs(float(twice)) / 2.0
 
 
 def polygon_area(polygon: Polygon) -> float:
