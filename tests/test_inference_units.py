@@ -25,7 +25,7 @@ from weaksegtf.inference import (
     tissue_tiles,
     write_tiff_pyramid,
 )
-from weaksegtf.inference.inputs import output_names
+from weaksegtf.inference.inputs import input_hash, output_names
 from weaksegtf.inference.tiff_pyramid import pyramid_sizes
 
 INFERENCE_MODULES = [
@@ -34,7 +34,8 @@ INFERENCE_MODULES = [
     "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
     "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.inference.tiff_pyramid",
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
-    "weaksegtf.cli.infer",
+    "weaksegtf.inference.safe_files", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
+    "weaksegtf.inference.region_of_interest", "weaksegtf.slides.image_header", "weaksegtf.cli.infer",
 ]
 
 
@@ -219,7 +220,11 @@ def test_find_inputs_expands_folders_and_globs_and_keeps_missing_files(tmp_path)
     (tmp_path / "sub" / "a.png").write_bytes(b"x")
     found = find_inputs([tmp_path, str(tmp_path / "sub" / "*.png"), tmp_path / "missing.svs", tmp_path / "b.svs"])
     assert [p.name for p in found] == ["a.tif", "b.svs", "c.png", "a.png", "missing.svs"]
-    assert output_names(found) == ["a", "b", "c", "a-2", "missing"]
+    second_a = f"a-{input_hash(tmp_path / 'sub' / 'a.png')}"
+    assert output_names(found) == ["a", "b", "c", second_a, "missing"]
+    # The clash is settled by the inputs' own paths, not by which others are in the run.
+    assert output_names([tmp_path / "sub" / "a.png"], lambda name: str(tmp_path / "a.tif") if name == "a" else None) \
+        == [second_a]
 
 
 def test_session_is_created_once_and_reports_providers(tmp_path):

@@ -32,9 +32,11 @@ class ModelFileError(WeaksegError, ValueError):
     """A model file is missing, unreadable, or not a weaksegtf model (``.keras`` or exported ``.onnx``)."""
 
 
-class OutputError(WeaksegError, ValueError):
-    """An output path is a file where a folder is expected (or the reverse), is not writable,
-    or holds files that the command would replace without ``--overwrite`` or did not write itself."""
+class OutputError(WeaksegError, OSError):
+    """An output cannot be written safely: a file where a folder is expected (or the reverse), a locked,
+    read-only or full folder, a symbolic link where a file will be written, or a folder holding files that
+    the command would replace without ``--overwrite``, did not write itself, or wrote for another input or
+    another model. Nothing was left half-written."""
 
 
 class ExportError(WeaksegError, RuntimeError):

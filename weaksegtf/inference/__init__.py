@@ -10,13 +10,17 @@
 - :class:`TileStore`, :class:`Checkpoint`, :class:`Stitcher`: streaming
   results to disk and resuming after a kill.
 - :func:`write_tiff_pyramid`, :func:`write_geojson`, :func:`mask_polygons`:
-  viewer-ready outputs.
+  viewer-ready outputs (valid polygons, clipped to the slide).
+- :class:`OutputLock`, :func:`output_names`, :mod:`~weaksegtf.inference.safe_files`:
+  one run per output folder, stable collision-free slide folders, writes that
+  never follow links or leave half files.
 """
 
 from weaksegtf.inference.batch import BatchResult, segment_slides
 from weaksegtf.inference.checkpoint import Checkpoint
-from weaksegtf.inference.inputs import find_inputs
-from weaksegtf.inference.mask_polygons import mask_polygons, polygon_area
+from weaksegtf.inference.inputs import find_inputs, output_names
+from weaksegtf.inference.mask_polygons import label_regions, mask_polygons, polygon_area
+from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.seam_report import seam_agreement
@@ -32,6 +36,7 @@ __all__ = [
     "BatchResult",
     "Checkpoint",
     "ModelSession",
+    "OutputLock",
     "Progress",
     "SlideResult",
     "SlideSegmenter",
@@ -40,8 +45,10 @@ __all__ = [
     "TilePrefetcher",
     "TileStore",
     "find_inputs",
+    "label_regions",
     "load_session",
     "mask_polygons",
+    "output_names",
     "plan_tiles",
     "polygon_area",
     "seam_agreement",

@@ -11,6 +11,14 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from weaksegtf.inference.safe_files import (
+    make_folder,
+    open_existing_or_new,
+    refuse_link,
+    storage_error,
+    write_text_atomic,
+)
+
 
 class Flushable(Protocol):
     def flush(self) -> None: ...
@@ -40,8 +48,7 @@ class Checkpoint:
     """
 
     def __init__(self, folder: Path | str, settings: dict[str, Any], n_tiles: int, interval_s: float = 5.0) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = make_folder(folder)
         self.n_tiles = int(n_tiles)
         self.interval_s = float(interval_s)
         self.done: npt.NDArray[np.bool_] = np.zeros(self.n_tiles, dtype=bool)
@@ -50,18 +57,28 @@ class Checkpoint:
         state_path = self.folder / "state.json"
         self._done_path = self.folder / "done.u32"
         text = json.dumps(settings, sort_keys=True, indent=1)
+        refuse_link(state_path)
+        refuse_link(self._done_path)
         previous = state_path.read_text(encoding="utf-8") if state_path.exists() else None
         if previous == text and self._done_path.exists():
             raw = self._done_path.read_bytes()
-            indices = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<u4")
+            # A record cut short by a kill or a full disk is dropped, so the next append stays aligned.
+            raw = raw[: len(raw) // 4 * 4]
+            indices = np.frombuffer(raw, dtype="<u4")
             self.done[indices[indices < self.n_tiles]] = True
+            fd = open_existing_or_new(self._done_path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, len(raw))
+            except OSError as error:
+                os.close(fd)
+                raise storage_error(error, self._done_path) from None
+            os.lseek(fd, 0, os.SEEK_END)
         else:
             self._done_path.unlink(missing_ok=True)
-            temporary = state_path.with_suffix(".json.partial")
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, state_path)
-        self.resumed_tiles = int(self.done.sum())
-        self._file = open(self._done_path, "ab")
+            write_text_atomic(state_path, text)
+            fd = open_existing_or_new(self._done_path, os.O_WRONLY | os.O_CREAT)
+        self.resumed_done = self.done.copy()
+        self._file = os.fdopen(fd, "wb")
 
     def mark(self, indices: Iterable[int]) -> None:
         """Note tiles as finished (their data written, not yet flushed)."""
@@ -75,11 +92,22 @@ class Checkpoint:
             return
         for store in stores:
             store.flush()
-        self._file.write(np.asarray(self._pending, dtype="<u4").tobytes())
-        self._file.flush()
-        os.fdatasync(self._file.fileno())
+        try:
+            self._file.write(np.asarray(self._pending, dtype="<u4").tobytes())
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+        except OSError as error:
+            raise storage_error(error, self._done_path) from None
         self._pending.clear()
         self._last_commit = time.monotonic()
 
+    @property
+    def resumed_tiles(self) -> int:
+        """Tiles (model-run or background) already finished when this checkpoint was opened."""
+        return int(self.resumed_done.sum())
+
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a failed append is already reported; the record is cut short and dropped on resume

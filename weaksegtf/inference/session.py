@@ -37,14 +37,23 @@ def default_providers() -> list[str]:
     return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
 
 
+#: How to get CUDA into onnxruntime; the same commands as docs/install.md ("GPU inference").
+GPU_INSTALL_ADVICE = ("for CUDA, replace the CPU wheel: pip uninstall --yes onnxruntime && "
+                      "pip install 'onnxruntime-gpu[cuda,cudnn]' (see docs/install.md, GPU inference)")
+
+
 def resolve_providers(providers: Sequence[str] | str | None) -> tuple[list[str], bool]:
     """Full provider names from names or aliases (``"cuda,cpu"``); ``None`` means :func:`default_providers`.
+
+    Providers this onnxruntime build lacks are dropped with a warning on
+    stderr when others in the list remain (``cuda,cpu`` on a machine without
+    CUDA runs on the CPU), and refused when none remains (``cuda`` alone).
 
     Returns:
         The names and whether they were chosen explicitly.
 
     Raises:
-        ConfigError: a provider this onnxruntime build does not have.
+        ConfigError: no requested provider is in this onnxruntime build.
     """
     import onnxruntime as ort
 
@@ -53,15 +62,72 @@ def resolve_providers(providers: Sequence[str] | str | None) -> tuple[list[str],
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p.strip()]
     names = [PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in providers]
+    if not names:
+        raise ConfigError(f"no execution provider in {providers!r}; expected names such as cuda,cpu")
     available = ort.get_available_providers()
     missing = [n for n in names if n not in available]
-    if missing:
+    usable = [n for n in names if n in available]
+    advice = GPU_INSTALL_ADVICE if any(n in (CUDA, "TensorrtExecutionProvider") for n in missing) else (
+        "choose from the available ones")
+    if not usable:
         raise ConfigError(
             f"execution provider {', '.join(missing)} is not in this onnxruntime build "
-            f"(onnxruntime {ort.__version__} has {', '.join(available)}); install onnxruntime-gpu "
-            f"for CUDA (pip install 'weaksegtf[gpu]') or choose from the available ones"
+            f"(onnxruntime {ort.__version__} has {', '.join(available)}); {advice}"
         )
-    return names, True
+    if missing:
+        print(f"warning: execution provider {', '.join(missing)} is not in this onnxruntime build "
+              f"(onnxruntime {ort.__version__}); running on {', '.join(usable)}. {advice[0].upper()}{advice[1:]}",
+              file=sys.stderr)
+    return usable, True
+
+
+def check_model_contract(path: Path, session: Any, metadata: OnnxMetadata) -> None:
+    """Refuse a model whose inputs and outputs are not what weakseg-infer feeds and reads.
+
+    Expected: one input ``image``, float32, rank 4, NHWC with 3 channels last;
+    an output ``mask_logits``, float32, rank 4, with as many channels last as
+    the metadata has classes. Dimensions the graph leaves symbolic are checked
+    by running one zero tile.
+
+    Raises:
+        ModelFileError: naming the file, what it has and what was expected.
+    """
+    inputs = session.get_inputs()
+    described = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ModelFileError(f"{path} takes inputs {described}; expected one input '{INPUT_NAME}' of shape "
+                             f"(batch, height, width, 3) float32 (a weakseg-export model)")
+    image = inputs[0]
+    shape = list(image.shape)
+    nchw = len(shape) == 4 and shape[1] == 3 and not isinstance(shape[3], int)
+    if image.type != "tensor(float)" or len(shape) != 4 or (isinstance(shape[3], int) and shape[3] != 3) or nchw:
+        raise ModelFileError(f"{path} takes {described}; expected '{INPUT_NAME}' as float32 NHWC "
+                             f"(batch, height, width, 3), RGB channels last")
+    outputs = {o.name: o for o in session.get_outputs()}
+    if "mask_logits" not in outputs:
+        raise ModelFileError(f"{path} has outputs {list(outputs)}; expected 'mask_logits' (a weakseg-export model)")
+    logits = outputs["mask_logits"]
+    classes = metadata.num_classes
+    if logits.type != "tensor(float)" or len(logits.shape) != 4:
+        raise ModelFileError(f"{path} gives mask_logits {logits.type} {list(logits.shape)}; expected float32 "
+                             f"(batch, height, width, {classes})")
+    channels = logits.shape[3]
+    if isinstance(channels, int) and channels != classes:
+        raise ModelFileError(f"{path} gives mask_logits with {channels} classes but its metadata names {classes} "
+                             f"({', '.join(metadata.class_names)}); expected one channel per class")
+    if not isinstance(channels, int) or not isinstance(image.shape[3], int):
+        side = [d if isinstance(d, int) and d > 0 else int(metadata.tile_size_px or 64) for d in image.shape[1:3]]
+        batch = image.shape[0] if isinstance(image.shape[0], int) and image.shape[0] > 0 else 1
+        try:
+            result = session.run(["mask_logits"], {INPUT_NAME: np.zeros((batch, *side, 3), np.float32)})[0]
+        except Exception as error:  # onnxruntime raises its own unexported exception types
+            raise ModelFileError(f"{path} fails on a zero ({batch}, {side[0]}, {side[1]}, 3) float32 tile: "
+                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; expected "
+                                 f"a weakseg-export model taking NHWC RGB tiles") from None
+        if result.ndim != 4 or result.shape[3] != classes:
+            raise ModelFileError(f"{path} gives mask_logits of shape {result.shape} but its metadata names "
+                                 f"{classes} classes ({', '.join(metadata.class_names)}); expected "
+                                 f"(batch, height, width, {classes})")
 
 
 def default_threads() -> int:
@@ -142,8 +208,11 @@ def load_session(
 
     Raises:
         ModelFileError: the file is missing, not ONNX, or has no weaksegtf metadata.
-        ConfigError: an unavailable provider, a bad thread count, or an
-            explicitly requested provider that onnxruntime did not take.
+        ModelFileError: inputs or outputs that are not a weakseg-export
+            model's (see :func:`check_model_contract`).
+        ConfigError: no available provider, a bad thread count, or a single
+            explicitly requested provider that onnxruntime did not take (with
+            a fallback such as ``cuda,cpu`` it warns instead).
 
     Example:
     >>> model = load_session("model.onnx", providers="cpu", threads=2)  # doctest: +SKIP
@@ -176,15 +245,14 @@ def load_session(
     except Exception as error:  # onnxruntime raises its own unexported exception types
         raise ModelFileError(f"cannot open {path} as an ONNX model: {error}") from None
     metadata = read_onnx_metadata(session)
-    outputs = [o.name for o in session.get_outputs()]
-    if "mask_logits" not in outputs:
-        raise ModelFileError(f"{path} has outputs {outputs}; expected 'mask_logits' (a weakseg-export model)")
+    check_model_contract(path, session, metadata)
     in_use = list(session.get_providers())
     warning = None
     if names[0] not in in_use:
         warning = f"requested {names[0]} but onnxruntime runs {path.name} on {', '.join(in_use)}"
-        if explicit:
-            raise ConfigError(warning + "; check the CUDA and cuDNN libraries, or pass --providers cpu")
+        if explicit and len(names) == 1:
+            raise ConfigError(warning + "; check the CUDA and cuDNN libraries (docs/install.md, GPU inference), "
+                              "or pass --providers cuda,cpu to fall back to the CPU")
         print(f"warning: {warning}", file=sys.stderr)
     model = ModelSession(path, session, metadata, names, in_use, threads, file_sha256(path), warning)
     _SESSIONS[key] = model

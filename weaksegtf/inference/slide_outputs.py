@@ -1,7 +1,9 @@
 """Everything a slide run writes once its tiles are done: label and probability pyramids, overlay, GeoJSON.
 
-Each file is written under a temporary name and renamed when complete, so a
-reader (or a rerun after a crash) never sees half a file; ``summary.json``,
+Every file is written under a temporary name unique to the process, and all
+of them are renamed into place only once the last one is complete: a full
+disk, an error or a kill leaves no half file and no partial set (the
+temporaries are removed, or swept by the next run). ``summary.json``,
 written by the caller after these, marks the slide as complete.
 """
 
@@ -17,7 +19,8 @@ from weaksegtf.export.metadata import OnnxMetadata
 from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan
 from weaksegtf.inference.tile_store import TileStore
-from weaksegtf.inference.writers import partial_path, publish, write_geojson, write_overlay_png
+from weaksegtf.inference.safe_files import discard, publish, refuse_link, temporary_path
+from weaksegtf.inference.writers import write_geojson, write_overlay_png
 from weaksegtf.slides.slide_reader import SlideReader
 
 
@@ -37,6 +40,7 @@ def write_slide_outputs(
     geojson: bool = True,
     geojson_max_px: int = 4096,
     thumbnail_px: int = 1024,
+    id_seed: str = "",
 ) -> dict[str, Any]:
     """Write a finished slide's outputs into ``out_dir`` from its tile stores.
 
@@ -52,6 +56,7 @@ def write_slide_outputs(
         geojson_max_px: int. Polygons come from the finest label level whose
             longer side is at most this. Defaults to 4096.
         thumbnail_px: int. Longer side of ``overlay.png``. Defaults to 1024.
+        id_seed: str. Seed of the GeoJSON feature ids. Defaults to ``""``.
 
     Returns:
         The summary fields for these outputs: sizes, class areas, file names.
@@ -64,34 +69,46 @@ def write_slide_outputs(
 
     work_dir = labels.path.parent
     staged: list[tuple[Path, Path]] = []
-    final = out_dir / "labels.tif"
-    info = write_tiff_pyramid(
-        partial_path(final), lambda a, b: labels.read_rows(a, b)[..., 0], plan.width_px, plan.height_px,
-        mpp, kind="labels", colormap=metadata.class_colors, work_dir=work_dir,
-        keep_max_px=geojson_max_px, on_rows=count,
-    )
-    staged.append((partial_path(final), final))
-    probability_files = []
-    if probabilities is not None:
-        for index, name in enumerate(metadata.class_names):
-            final_p = out_dir / probability_file_name(index, name)
-            write_tiff_pyramid(
-                partial_path(final_p), lambda a, b, c=index: probabilities.read_rows(a, b)[..., c],
-                plan.width_px, plan.height_px, mpp, kind="probabilities", work_dir=work_dir,
-                compression_level=1,
-            )
-            staged.append((partial_path(final_p), final_p))
-            probability_files.append(final_p.name)
-    thumbnail, _ = slide.thumbnail(thumbnail_px)
-    kept = info.kept if info.kept is not None else np.zeros((1, 1), np.uint8)
-    write_overlay_png(out_dir / "overlay.png", thumbnail, kept, metadata.class_colors)
-    n_features = None
-    level0_px_per_px = mpp / slide.mpp * 2 ** (info.kept_level or 0)
-    if geojson:
-        n_features = write_geojson(out_dir / "annotations.geojson", kept, metadata.class_names,
-                                   metadata.class_colors, level0_px_per_px)
-    for temporary, final_path in staged:
-        publish(temporary, final_path)
+
+    def stage(name: str) -> Path:
+        final_path = out_dir / name
+        staged.append((temporary_path(final_path), final_path))
+        return staged[-1][0]
+
+    try:
+        info = write_tiff_pyramid(
+            stage("labels.tif"), lambda a, b: labels.read_rows(a, b)[..., 0], plan.width_px, plan.height_px,
+            mpp, kind="labels", colormap=metadata.class_colors, work_dir=work_dir,
+            keep_max_px=geojson_max_px, on_rows=count,
+        )
+        probability_files, kept_probabilities = [], []
+        if probabilities is not None:
+            for index, name in enumerate(metadata.class_names):
+                level = write_tiff_pyramid(
+                    stage(probability_file_name(index, name)),
+                    lambda a, b, c=index: probabilities.read_rows(a, b)[..., c],
+                    plan.width_px, plan.height_px, mpp, kind="probabilities", work_dir=work_dir,
+                    compression_level=1, keep_max_px=geojson_max_px if geojson else None,
+                )
+                probability_files.append(probability_file_name(index, name))
+                kept_probabilities.append(level.kept)
+        thumbnail, _ = slide.thumbnail(thumbnail_px)
+        kept = info.kept if info.kept is not None else np.zeros((1, 1), np.uint8)
+        write_overlay_png(stage("overlay.png"), thumbnail, kept, metadata.class_colors)
+        n_features = None
+        level0_px_per_px = mpp / slide.mpp * 2 ** (info.kept_level or 0)
+        if geojson:
+            n_features = write_geojson(
+                stage("annotations.geojson"), kept, metadata.class_names, metadata.class_colors,
+                level0_px_per_px, slide_size_px=slide.dimensions, slide_mpp=slide.mpp,
+                probabilities=kept_probabilities or None, id_seed=id_seed)
+        for _, final_path in staged:  # refuse a planted link before anything is renamed
+            refuse_link(final_path)
+        for temporary, final_path in staged:
+            publish(temporary, final_path)
+    finally:
+        for temporary, _ in staged:
+            discard(temporary)
     pixel_mm2 = (mpp * 1e-3) ** 2
     return {
         "classes": list(metadata.class_names),
@@ -102,5 +119,7 @@ def write_slide_outputs(
             "geojson": "annotations.geojson" if geojson else None,
             "geojson_features": n_features, "geojson_level": info.kept_level,
             "geojson_level0_px_per_px": level0_px_per_px,
+            "geojson_measurements": (["Area µm^2", "Mean probability"] if probabilities is not None
+                                     else ["Area µm^2"]) if geojson else None,
         },
     }

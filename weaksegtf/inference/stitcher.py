@@ -42,6 +42,10 @@ class Stitcher:
             Defaults to ``None``.
         background_class: int. Class given to skipped tiles. Defaults to 0.
         depth: int. Batches queued for writing. Defaults to 2.
+        outside: callable, optional. ``index -> (h, w) bool`` of the tile's
+            owned box: pixels set to ``background_class`` (with certainty)
+            whatever the model says, such as those outside the tissue.
+            Defaults to ``None``.
 
     Example:
     >>> with Stitcher(plan, labels, checkpoint) as stitcher:  # doctest: +SKIP
@@ -56,7 +60,9 @@ class Stitcher:
         probabilities: TileStore | None = None,
         background_class: int = 0,
         depth: int = 2,
+        outside=None,
     ) -> None:
+        self.outside = outside
         self.plan = plan
         self.labels = labels
         self.probabilities = probabilities
@@ -80,9 +86,17 @@ class Stitcher:
         for index, tile in zip(indices.tolist(), logits):
             rows, cols = self._crop(index)
             crop = tile[rows, cols]
-            self.labels.write_tile(index, crop.argmax(axis=-1).astype(np.uint8))
+            classes = crop.argmax(axis=-1).astype(np.uint8)
+            outside = self.outside(index) if self.outside is not None else None
+            if outside is not None:
+                classes[outside] = self.background_class
+            self.labels.write_tile(index, classes)
             if self.probabilities is not None:
-                self.probabilities.write_tile(index, softmax_uint8(crop.astype(np.float32, copy=True)))
+                probabilities = softmax_uint8(crop.astype(np.float32, copy=True))
+                if outside is not None:
+                    probabilities[outside] = 0
+                    probabilities[outside, self.background_class] = 255
+                self.probabilities.write_tile(index, probabilities)
         self.checkpoint.mark(indices)
 
     def _write_background(self, indices: np.ndarray) -> None:

@@ -8,7 +8,6 @@ strips whatever the slide's size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError
+from weaksegtf.inference.safe_files import discard, open_new, temporary_path
 
 #: ``(y0, y1)`` to rows ``y0:y1`` of a ``(height, width)`` uint8 image.
 RowSource = Callable[[int, int], npt.NDArray[np.uint8]]
@@ -90,7 +90,8 @@ def write_tiff_pyramid(
     ``generic-tiff`` with ``openslide.mpp-x == mpp``. Compression is deflate.
 
     Args:
-        path: str or path. The ``.tif`` to write.
+        path: str or path. The ``.tif`` to write; it must not exist (write to
+            a temporary name and rename it). Never written through a link.
         read_rows: callable. ``(y0, y1)`` to image rows ``(y1 - y0, width_px)``.
         width_px: int. Image width.
         height_px: int. Image height.
@@ -136,18 +137,18 @@ def write_tiff_pyramid(
     source = read_rows
     t = tile_size_px
     try:
-        with tifffile.TiffWriter(path, bigtiff=width_px * height_px > 2**31) as writer:
+        with open_new(path) as handle, tifffile.TiffWriter(handle, bigtiff=width_px * height_px > 2**31) as writer:
             for level, (width, height) in enumerate(sizes):
                 keep = keep_max_px is not None and info.kept is None and max(width, height) <= keep_max_px
                 kept = np.empty((height, width), np.uint8) if keep else None
                 next_path = None
                 if level + 1 < len(sizes):
-                    next_path = work_dir / f".{path.name}.level{level + 1}.raw"
+                    next_path = temporary_path(work_dir / f"{path.name}.level{level + 1}")
                     temporaries.append(next_path)
 
                 def tiles(source=source, width=width, height=height, kept=kept, level=level,
                           next_path=next_path) -> Iterator[np.ndarray]:
-                    handle = open(next_path, "wb") if next_path is not None else None
+                    handle = open_new(next_path) if next_path is not None else None
                     try:
                         for y in range(0, height, t):
                             strip = np.asarray(source(y, min(y + t, height)), dtype=np.uint8)
@@ -176,10 +177,10 @@ def write_tiff_pyramid(
                     info.kept, info.kept_level = kept, level
                 if next_path is not None:
                     source = _file_rows(next_path, *sizes[level + 1])
+    except BaseException:
+        discard(path)
+        raise
     finally:
         for temporary in temporaries:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
+            discard(temporary)
     return info

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError
+from weaksegtf.inference.safe_files import open_existing_or_new, storage_error
 from weaksegtf.inference.tile_scheduler import TilePlan
 
 UInt8Image = npt.NDArray[np.uint8]
@@ -51,11 +52,14 @@ class TileStore:
         self._row_offsets = np.concatenate([[0], np.cumsum(self._row_bytes)]).astype(np.int64)
         self._col_offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
         self.size_bytes = int(self._row_offsets[-1])
-        existing = self.path.stat().st_size if self.path.exists() else -1
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if existing != self.size_bytes:
-            os.ftruncate(self._fd, 0)
-            os.ftruncate(self._fd, self.size_bytes)
+        self._fd = open_existing_or_new(self.path, os.O_RDWR | os.O_CREAT)
+        if os.fstat(self._fd).st_size != self.size_bytes:
+            try:
+                os.ftruncate(self._fd, 0)
+                os.ftruncate(self._fd, self.size_bytes)
+            except OSError as error:
+                self.close()
+                raise storage_error(error, self.path) from None
         self._cached: tuple[int, UInt8Image] | None = None
 
     @property
@@ -78,9 +82,12 @@ class TileStore:
         row, col = self.plan.row_col(index)
         data = np.ascontiguousarray(crop).tobytes()
         offset = self._tile_offset(row, col)
-        written = os.pwrite(self._fd, data, offset)
-        if written != len(data):  # a full disk writes short instead of raising
-            raise OSError(f"wrote {written} of {len(data)} bytes to {self.path}; is the disk full?")
+        try:
+            written = os.pwrite(self._fd, data, offset)
+        except OSError as error:
+            raise storage_error(error, self.path) from None
+        if written != len(data):  # a full disk can write short instead of raising
+            raise storage_error(OSError(28, "No space left on device"), self.path)
         self._cached = None
 
     def _tile_row(self, row: int) -> UInt8Image:
@@ -120,7 +127,10 @@ class TileStore:
 
     def flush(self) -> None:
         """Make written tiles durable (before the checkpoint records them)."""
-        os.fdatasync(self._fd)
+        try:
+            os.fdatasync(self._fd)
+        except OSError as error:
+            raise storage_error(error, self.path) from None
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -1,9 +1,16 @@
-"""The small outputs of a slide: overlay thumbnail, QuPath GeoJSON, JSON summary; all written atomically."""
+"""The small outputs of a slide: overlay thumbnail and QuPath GeoJSON, each written under a temporary name.
+
+Both writers leave the finished file at a temporary path (from
+:func:`~weaksegtf.inference.safe_files.temporary_path`) and return it; the
+caller renames every output into place once all of them are complete, so a
+full disk or a kill never leaves half of a slide's outputs.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import math
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -11,27 +18,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from weaksegtf.inference.mask_polygons import mask_polygons
+from weaksegtf.inference.mask_polygons import label_regions, ring_area
+from weaksegtf.inference.safe_files import discard, open_new
 from weaksegtf.visualize import overlay
 
-
-def partial_path(path: Path | str) -> Path:
-    """The temporary sibling an output is written to before its atomic rename."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.partial")
-
-
-def publish(temporary: Path | str, final: Path | str) -> Path:
-    """Rename a finished temporary file to its final name (atomic on one file system)."""
-    os.replace(temporary, final)
-    return Path(final)
-
-
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    temporary = partial_path(path)
-    temporary.write_text(text, encoding="utf-8")
-    return publish(temporary, path)
+#: QuPath's name for an object's area measurement.
+AREA_MEASUREMENT = "Area µm^2"
+#: Mean probability of the object's class over its pixels (only with probabilities).
+PROBABILITY_MEASUREMENT = "Mean probability"
 
 
 def write_overlay_png(
@@ -44,7 +38,7 @@ def write_overlay_png(
     """The slide thumbnail with class colours over it (class 0 left as it is), as PNG.
 
     Args:
-        path: str or path. The ``.png`` to write.
+        path: str or path. The ``.png`` to write; it must not exist (a temporary name).
         thumbnail: uint8 ``(h, w, 3)`` RGB thumbnail of the slide.
         labels: uint8 class indices of the whole slide at any size (resized
             with nearest neighbour to the thumbnail).
@@ -54,12 +48,12 @@ def write_overlay_png(
     height, width = thumbnail.shape[:2]
     small = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
     picture = overlay(thumbnail, small, len(class_colors), alpha=alpha, colors=[tuple(c) for c in class_colors])
-    temporary = partial_path(path)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"OpenCV could not encode the overlay {path} as PNG")
-    temporary.write_bytes(encoded.tobytes())
-    return publish(temporary, path)
+    with open_new(path) as handle:
+        handle.write(encoded.tobytes())
+    return Path(path)
 
 
 def label_features(
@@ -68,28 +62,56 @@ def label_features(
     class_colors: Sequence[Sequence[int]],
     level0_px_per_px: float,
     skip_classes: Sequence[int] = (0,),
+    slide_size_px: tuple[int, int] | None = None,
+    slide_mpp: float | None = None,
+    probabilities: Sequence[npt.NDArray[np.uint8]] | None = None,
+    id_seed: str = "",
 ) -> Iterator[dict[str, Any]]:
-    """QuPath annotation features: one polygon (with holes) per connected region of each class.
+    """QuPath annotation features: one valid polygon (with holes) per 4-connected region of each class.
 
     Coordinates are level-0 pixels: a label pixel ``(i, j)`` covers
     ``[j, j + 1) x [i, i + 1)`` times ``level0_px_per_px``, which is how QuPath
-    places pixels too (a pixel's centre at +0.5). Features are generated one
-    at a time, so a slide with many regions is never held as Python objects.
+    places pixels too (a pixel's centre at +0.5). The label map's last row and
+    column reach past the slide's edge (the slide is rarely a whole number of
+    label pixels), so coordinates are clipped to ``slide_size_px``: only the
+    last grid line moves, which keeps every polygon valid. Features are
+    generated one at a time, so a slide with many regions is never held as
+    Python objects.
+
+    Each feature has a UUID ``id`` (derived from ``id_seed`` and its position,
+    so a rerun writes the same file) and ``measurements``: its area in µm²
+    (with ``slide_mpp``) and, given ``probabilities`` (uint8 ``round(255 p)``
+    per class at the size of ``labels``), the mean probability of its class.
     """
-    for index, (name, color) in enumerate(zip(class_names, class_colors)):
-        if index in skip_classes:
-            continue
-        classification = {"name": name, "color": [int(v) for v in color]}
-        for polygon in mask_polygons(labels == index):
-            rings = []
-            for ring in polygon:
-                closed = np.concatenate([ring, ring[:1]]).astype(np.float64) * level0_px_per_px
-                rings.append(np.round(closed, 2).tolist())
-            yield {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": rings},
-                "properties": {"objectType": "annotation", "classification": classification, "isLocked": False},
-            }
+    width0, height0 = slide_size_px if slide_size_px is not None else (math.inf, math.inf)
+    limit = np.array([width0, height0], np.float64)
+    decimals = max(2, math.ceil(-math.log10(level0_px_per_px)) + 2) if level0_px_per_px > 0 else 2
+    classes = [c for c in range(len(class_names)) if c not in skip_classes]
+    values = None
+    if probabilities is not None:
+        values = [probabilities[c] if c in classes else None for c in range(len(class_names))]
+    classification = [{"name": name, "color": [int(v) for v in color]}
+                      for name, color in zip(class_names, class_colors)]
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"weaksegtf:{id_seed}")
+    for number, region in enumerate(label_regions(labels, classes, values)):
+        rings, area_px = [], 0.0
+        for k, ring in enumerate(region.polygon):
+            corners = np.round(np.clip(ring * level0_px_per_px, 0.0, limit), decimals)
+            area_px += ring_area(corners) * (1 if k == 0 else -1)  # the area of the polygon as written
+            rings.append(np.concatenate([corners, corners[:1]]).tolist())
+        measurements: dict[str, float] = {}
+        if slide_mpp is not None:
+            measurements[AREA_MEASUREMENT] = round(area_px * slide_mpp**2, 3)
+        if region.mean_values is not None:
+            measurements[PROBABILITY_MEASUREMENT] = round(float(region.mean_values[region.class_index]) / 255.0, 4)
+        properties: dict[str, Any] = {"objectType": "annotation",
+                                      "classification": classification[region.class_index], "isLocked": False}
+        if measurements:
+            properties["measurements"] = measurements
+        yield {
+            "type": "Feature", "id": str(uuid.uuid5(namespace, str(number))),
+            "geometry": {"type": "Polygon", "coordinates": rings}, "properties": properties,
+        }
 
 
 def write_geojson(
@@ -99,20 +121,35 @@ def write_geojson(
     class_colors: Sequence[Sequence[int]],
     level0_px_per_px: float,
     skip_classes: Sequence[int] = (0,),
+    slide_size_px: tuple[int, int] | None = None,
+    slide_mpp: float | None = None,
+    probabilities: Sequence[npt.NDArray[np.uint8]] | None = None,
+    id_seed: str = "",
 ) -> int:
     """Write a QuPath-compatible GeoJSON FeatureCollection of the predicted regions.
 
-    Features are written as they are traced (the file is renamed into place
-    when complete), so memory stays at one class's polygons.
+    Features are written as they are traced, so memory stays at one
+    region's polygon. Every polygon is valid (OGC rules, as shapely and
+    QuPath check them) and lies within the slide.
 
     Args:
-        path: str or path. The ``.geojson`` to write.
+        path: str or path. The ``.geojson`` to write; it must not exist (a
+            temporary name, renamed into place by the caller).
         labels: uint8 ``(H, W)`` class indices.
         class_names: sequence of str. Name of each class (QuPath classification).
         class_colors: sequence of (r, g, b). Colour of each class.
         level0_px_per_px: float. Level-0 slide pixels per label pixel.
         skip_classes: sequence of int. Classes left out. Defaults to ``(0,)``
             (background).
+        slide_size_px: (int, int), optional. Level-0 ``(width, height)``;
+            coordinates are clipped to it. Defaults to ``None`` (no clipping).
+        slide_mpp: float, optional. Level-0 microns per pixel, for each
+            object's ``Area µm^2``. Defaults to ``None`` (no area).
+        probabilities: sequence of uint8 ``(H, W)``, optional. Probability of
+            each class (``round(255 p)``), for each object's ``Mean
+            probability``. Defaults to ``None``.
+        id_seed: str. Makes the feature ids of one slide unique and
+            repeatable. Defaults to ``""``.
 
     Returns:
         The number of features written.
@@ -121,13 +158,16 @@ def write_geojson(
     >>> write_geojson("cells.geojson", labels, ["background", "gland"],  # doctest: +SKIP
     ...               [(240, 240, 240), (220, 40, 40)], level0_px_per_px=4.0)
     """
-    temporary = partial_path(path)
     count = 0
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write('{"type":"FeatureCollection","features":[')
-        for feature in label_features(labels, class_names, class_colors, level0_px_per_px, skip_classes):
-            handle.write(("," if count else "") + json.dumps(feature, separators=(",", ":")))
-            count += 1
-        handle.write("]}\n")
-    publish(temporary, path)
+    try:
+        with open_new(path, "w") as handle:
+            handle.write('{"type":"FeatureCollection","features":[')
+            for feature in label_features(labels, class_names, class_colors, level0_px_per_px, skip_classes,
+                                          slide_size_px, slide_mpp, probabilities, id_seed):
+                handle.write(("," if count else "") + json.dumps(feature, separators=(",", ":")))
+                count += 1
+            handle.write("]}\n")
+    except BaseException:
+        discard(path)
+        raise
     return count

@@ -14,6 +14,7 @@ import numpy as np
 
 from weaksegtf.errors import SlideError
 from weaksegtf.slides.array_reader import ArrayReader
+from weaksegtf.slides.image_header import check_pixel_limit
 from weaksegtf.slides.slide_reader import missing_mpp_error, mpp_from_resolution
 
 #: Suffixes handled by :class:`ImageReader`.
@@ -53,8 +54,16 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
     return array, mpp
 
 
-def read_plain_image(path: Path | str) -> tuple[np.ndarray, float | None]:
+def read_plain_image(path: Path | str, max_pixels: int | None = None) -> tuple[np.ndarray, float | None]:
     """Decode a plain image file to RGB uint8, with the mpp its tags give.
+
+    The header's declared size is checked against ``max_pixels`` before any
+    pixel is decoded (:func:`~weaksegtf.slides.image_header.check_pixel_limit`).
+
+    Args:
+        path: str or path. The image.
+        max_pixels: int, optional. Largest image decoded. Defaults to ``None``:
+            :data:`~weaksegtf.slides.image_header.DEFAULT_MAX_PIXELS`.
 
     Returns:
         ``(image, mpp)``; ``mpp`` is ``None`` unless a TIFF carries plausible
@@ -62,11 +71,12 @@ def read_plain_image(path: Path | str) -> tuple[np.ndarray, float | None]:
         almost always a 72 or 96 dpi default).
 
     Raises:
-        SlideError: missing, truncated or undecodable file.
+        SlideError: missing, truncated, undecodable or too large file.
     """
     path = Path(path)
     if not path.is_file():
         raise SlideError(f"image {path} does not exist or is not a file")
+    check_pixel_limit(path, max_pixels)
     mpp: float | None = None
     array: np.ndarray | None = None
     error: Exception | None = None
@@ -102,10 +112,12 @@ class ImageReader(ArrayReader):
         path: str or path. PNG, JPEG, BMP or (untiled) TIFF file.
         mpp: float, optional. Microns per pixel; overrides the file's TIFF
             resolution tags. Defaults to ``None`` (use the tags).
+        max_pixels: int, optional. Largest image decoded (checked on the
+            header first). Defaults to ``None``: 2**28 pixels.
 
     Raises:
-        SlideError: the file cannot be decoded, or it has no resolution and
-            no ``mpp`` was given.
+        SlideError: the file cannot be decoded or is over ``max_pixels``, or
+            it has no resolution and no ``mpp`` was given.
 
     Example:
     >>> with ImageReader("train_1.png", mpp=0.62) as image:  # doctest: +SKIP
@@ -113,9 +125,9 @@ class ImageReader(ArrayReader):
     (775, 522)
     """
 
-    def __init__(self, path: Path | str, mpp: float | None = None) -> None:
+    def __init__(self, path: Path | str, mpp: float | None = None, max_pixels: int | None = None) -> None:
         path = Path(path)
-        image, tag_mpp = read_plain_image(path)
+        image, tag_mpp = read_plain_image(path, max_pixels)
         if mpp is None:
             mpp = tag_mpp
         if mpp is None:

@@ -9,7 +9,7 @@ from weaksegtf.slides.image_reader import PLAIN_IMAGE_SUFFIXES, ImageReader
 from weaksegtf.slides.slide_reader import SlideReader
 
 
-def open_slide(path: Path | str, mpp: float | None = None) -> SlideReader:
+def open_slide(path: Path | str, mpp: float | None = None, max_pixels: int | None = None) -> SlideReader:
     """Open a whole-slide file or a plain image as a :class:`SlideReader`.
 
     Files OpenSlide recognises (.svs, .ndpi, .mrxs, tiled pyramidal TIFF, ...)
@@ -20,6 +20,9 @@ def open_slide(path: Path | str, mpp: float | None = None) -> SlideReader:
         path: str or path. The slide or image file.
         mpp: float, optional. Level-0 microns per pixel, overriding whatever
             the file says. Defaults to ``None`` (read it from the file).
+        max_pixels: int, optional. Largest plain image decoded whole (its
+            header is checked first; tiled slides are read tile by tile and
+            have no limit). Defaults to ``None``: 2**28 pixels.
 
     Returns:
         An open reader; use it as a context manager or call ``close()``.
@@ -48,5 +51,5 @@ def open_slide(path: Path | str, mpp: float | None = None) -> SlideReader:
         except openslide.OpenSlideError:
             vendor = None
         if vendor is None:
-            return ImageReader(path, mpp=mpp)
+            return ImageReader(path, mpp=mpp, max_pixels=max_pixels)
     return OpenSlideReader(path, mpp=mpp)

@@ -40,6 +40,11 @@ PLAUSIBLE_MPP_RANGE = (0.02, 50.0)
 
 _MICRONS_PER_UNIT = {"centimeter": 1e4, "inch": 25400.0}
 
+#: Largest level region :meth:`SlideReader.read_at_mpp` reads at once when it
+#: shrinks; bigger regions (a thumbnail of a slide without a pyramid) are read
+#: and shrunk in bands of rows, so memory follows the result, not the source.
+READ_BAND_PIXELS = 2**24
+
 
 def mpp_from_resolution(pixels_per_unit: float, unit: str) -> float | None:
     """Micrometres per pixel from a TIFF resolution tag, or ``None``.
@@ -223,11 +228,23 @@ class SlideReader(abc.ABC):
         if abs(scale - 1.0) <= MPP_TOLERANCE:
             return self.read_region(location, level, (width, height))
         level_size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
-        region = self.read_region(location, level, level_size)
         # INTER_AREA averages the source pixels when shrinking (no aliasing);
         # a target finer than level 0 is the only case that enlarges.
         interpolation = cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR
-        return cv2.resize(region, (width, height), interpolation=interpolation)
+        if scale <= 1.0 or level_size[0] * level_size[1] <= READ_BAND_PIXELS:
+            region = self.read_region(location, level, level_size)
+            return cv2.resize(region, (width, height), interpolation=interpolation)
+        out = np.empty((height, width, 3), np.uint8)
+        band = max(1, int(READ_BAND_PIXELS // (level_size[0] * scale)))  # result rows per band
+        downsample = self.level_downsamples[level]
+        for top in range(0, height, band):
+            bottom = min(height, top + band)
+            y0, y1 = int(round(top * scale)), int(round(bottom * scale))
+            y1 = max(y1, y0 + 1)
+            rows = self.read_region((location[0], int(round(location[1] + y0 * downsample))), level,
+                                    (level_size[0], y1 - y0))
+            out[top:bottom] = cv2.resize(rows, (width, bottom - top), interpolation=interpolation)
+        return out
 
     def read_full_at_mpp(self, mpp: float) -> RGBImage:
         """The whole slide at ``mpp`` (use a coarse mpp: it is held in memory)."""
