@@ -105,7 +105,7 @@ def test_train_cli_writes_model_history_metrics_and_overlay(tmp_path):
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"model.keras", "history.csv", "metrics.json", "predictions.png"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["mode"] == "S+C" and metrics["n_mask_tiles"] == 4 and metrics["n_label_tiles"] == 4
+    assert metrics["mode"] == "S+C" and metrics["n_mask_tiles"] == 4 and metrics["n_label_items"] == 4
     assert metrics["steps_per_epoch"] == 2
     assert set(metrics["validation"]["dice"]) == set(CLASSES)
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
@@ -142,7 +142,7 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
 
     result = run_demo(tmp_path / "demo", n_images=8, n_val=2, tile_size_px=32, epochs=1, verbose=0)
     assert result.model_path.is_file() and result.overlay_path.is_file()
-    assert result.metrics["n_mask_tiles"] == 2 and result.metrics["n_label_tiles"] == 6
+    assert result.metrics["n_mask_tiles"] == 2 and result.metrics["n_label_items"] == 6
     assert 0.0 <= result.metrics["validation"]["pixel_accuracy"] <= 1.0
 
 

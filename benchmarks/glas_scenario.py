@@ -1,0 +1,175 @@
+"""The natural GlaS scenario, run as a user runs it: weakseg-train -> weakseg-export -> weakseg-infer -> weakseg-eval.
+
+For each seed, GlaS is split by patient into training, validation (best-epoch selection) and test patients
+(scored once); the seed draws which training images keep their masks (the same draw for every run of
+the seed: paired). Runs:
+
+- ``S``: the masked images alone;
+- ``S+C``: the masked images plus every other training image with only its grade (whole images);
+- ``S-all``: every training image with its mask (the fully supervised reference).
+
+Every run uses ``weakseg-train``'s defaults apart from the options given here (the same for all runs). The
+exported ONNX model segments the test images with ``weakseg-infer``; ``weakseg-eval`` scores them. Gland
+Dice is the mean of the benign-gland and malignant-gland Dice. Resumable: a run whose ``eval/metrics.json``
+exists is not redone. Results go to ``OUT/scenario.csv`` and, with ``--results-md``, a section of
+docs/results.md.
+
+    python benchmarks/glas_scenario.py --glas ../shared/data/glas-train --seeds 0 1 2 --out runs/scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = "background,benign gland,malignant gland"
+RUNS = ("S", "S+C", "S-all")
+
+
+def run(command: list[str], log: Path) -> None:
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode:
+        sys.exit(f"{command[0]} failed (exit {result.returncode}); see {log}")
+
+
+def split_folder(glas: Path, out: Path, seed: int, masked: int, downsample: int) -> Path:
+    from weaksegtf.data import load_glas
+
+    folder = out / f"split_seed{seed}"
+    if not (folder / "split.json").is_file():
+        split = load_glas(glas, masked=masked, seed=seed, downsample=downsample, test_fraction=0.2, val_fraction=0.15)
+        split.write(folder)
+    return folder
+
+
+def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int) -> dict:
+    mpp = json.loads((split / "split.json").read_text())["mpp"]
+    run_dir = out / f"seed{seed}" / name
+    eval_dir = run_dir / "eval"
+    if (eval_dir / "metrics.json").is_file():
+        return json.loads((run_dir / "row.json").read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    log = run_dir / "log.txt"
+    masks = split / ("train_full" if name == "S-all" else "train_masks")
+    command = ["weakseg-train", "--masks", str(masks), "--val", str(split / "val"), "--classes", CLASSES,
+               "--mode", "S" if name != "S+C" else "S+C", "--seed", str(seed), "--out", str(run_dir / "train"),
+               *train_args]
+    if name == "S+C":
+        command[3:3] = ["--labels", str(split / "train_labels")]
+    start = time.perf_counter()
+    run(command, log)
+    train_s = time.perf_counter() - start
+    run(["weakseg-export", str(run_dir / "train" / "model.keras"), "--onnx", str(run_dir / "model.onnx")], log)
+    run(["weakseg-infer", str(run_dir / "model.onnx"), str(split / "test" / "images"), "--out", str(run_dir / "infer"),
+         "--mpp", str(mpp), "--quiet", "--no-geojson"], log)
+    predictions = run_dir / "predictions"
+    predictions.mkdir()
+    for labels in sorted((run_dir / "infer").glob("*/labels.tif")):
+        shutil.copy(labels, predictions / f"{labels.parent.name}.tif")
+    run(["weakseg-eval", "--predictions", str(predictions), "--masks", str(split / "test" / "masks"),
+         "--classes", CLASSES, "--out", str(eval_dir)], log)
+    test = json.loads((eval_dir / "metrics.json").read_text())
+    train = json.loads((run_dir / "train" / "metrics.json").read_text())
+    dice = test["dice"]
+    row = {
+        "seed": seed, "run": name, "best_epoch": train.get("best_epoch"), "train_s": round(train_s, 1),
+        "val_mean_dice": train["validation"]["mean_dice"],
+        "test_dice_background": dice["background"], "test_dice_benign": dice["benign gland"],
+        "test_dice_malignant": dice["malignant gland"],
+        "test_gland_dice": float(np.mean([dice["benign gland"], dice["malignant gland"]])),
+        "test_mean_dice": float(np.nanmean(list(dice.values()))),
+        **gland_errors(np.asarray(test["confusion_matrix"])),
+    }
+    (run_dir / "row.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def gland_errors(confusion: np.ndarray) -> dict:
+    """Gland painted on true background, and benign/malignant confused inside true glands (rows = truth)."""
+    stroma = confusion[0].sum()
+    glands = confusion[1:, 1:].sum()
+    return {
+        "gland_on_stroma": float(confusion[0, 1:].sum() / stroma) if stroma else float("nan"),
+        "grade_confusion_in_glands": float((confusion[1, 2] + confusion[2, 1]) / glands) if glands else float("nan"),
+    }
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(n, len(values)), replace=True).mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(rows: list[dict]) -> str:
+    by = {(r["seed"], r["run"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    lines = ["| run | seeds | gland Dice | benign | malignant | background | gland on stroma | grade confusion in glands | best epoch | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in RUNS:
+        got = [by[(s, name)] for s in seeds if (s, name) in by]
+        if not got:
+            continue
+
+        def stat(key):
+            values = np.array([g[key] for g in got], float)
+            return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+        lines.append(f"| {name} | {len(got)} | {stat('test_gland_dice')} | {stat('test_dice_benign')} | "
+                     f"{stat('test_dice_malignant')} | {stat('test_dice_background')} | {stat('gland_on_stroma')} | "
+                     f"{stat('grade_confusion_in_glands')} | {stat('best_epoch')} | {stat('train_s')} |")
+    lines.append("")
+    for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all")):
+        paired = [(by[(s, a)]["test_gland_dice"], by[(s, b)]["test_gland_dice"]) for s in seeds
+                  if (s, a) in by and (s, b) in by]
+        if len(paired) < 2:
+            continue
+        diff = np.array([x - y for x, y in paired])
+        low, high = bootstrap_ci(diff)
+        ratio = np.mean([x for x, _ in paired]) / np.mean([y for _, y in paired])
+        lines.append(f"- {a} − {b}, gland Dice, paired over {len(diff)} seeds: {diff.mean():+.3f} "
+                     f"(95% bootstrap CI {low:+.3f} to {high:+.3f}); {a} / {b} = {ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--glas", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--masked", type=int, default=7)
+    parser.add_argument("--downsample", type=int, default=2)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--train-args", default="", help="extra weakseg-train options, as one string")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        split = split_folder(Path(args.glas), out, seed, args.masked, args.downsample)
+        for name in args.runs:
+            rows.append(one_run(name, split, out, args.train_args.split(), seed))
+            print(json.dumps(rows[-1]), flush=True)
+            with open(out / "scenario.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    print(summarise(rows))
+    (out / "summary.md").write_text(summarise(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
