@@ -52,6 +52,7 @@ import numpy as np
 from weaksegtf.data.images import PathLike
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
+from weaksegtf.data.patches import IMAGE_PAD_VALUE
 from weaksegtf.errors import ConfigError
 
 SEGMENTATION_MODES = ("S", "S+C", "S+C*")
@@ -396,14 +397,14 @@ def evaluate_run(model, data: SweepData, settings: SweepSettings) -> dict:
 def predict_images(model, images: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
     """Argmax masks of whole images, as :func:`weaksegtf.training.predict_image` gives them.
 
-    Images are reflect-padded to a multiple of 16 and those of the same padded
+    Images are padded white to a multiple of 16 (as ``weakseg-infer`` does) and those of the same padded
     size go through the model together, which saves most of the per-call cost.
     """
     padded, groups = [], {}
     for index, image in enumerate(images):
         height, width = image.shape[:2]
         pad = ((0, (-height) % 16), (0, (-width) % 16), (0, 0))
-        padded.append(np.pad(image, pad, mode="reflect") if any(p[1] for p in pad[:2]) else image)
+        padded.append(np.pad(image, pad, constant_values=IMAGE_PAD_VALUE) if any(p[1] for p in pad[:2]) else image)
         groups.setdefault(padded[-1].shape, []).append(index)
     predictions: list[np.ndarray | None] = [None] * len(images)
     for members in groups.values():

@@ -425,7 +425,10 @@ def train_weak_segmenter(
         from weaksegtf.whole_image_validation import WholeImageValidation
 
         check_validation(validation[0], validation[1], num_classes)
-        selection = WholeImageValidation(validation[0], validation[1], model.class_names, restore_best=best_epoch)
+        selection = WholeImageValidation(
+            validation[0], validation[1], model.class_names, restore_best=best_epoch,
+            min_size_px=inference_tile_px(mask_images.shape[1] if mask_images is not None else None),
+        )
         own_callbacks.append(selection)
     callbacks = own_callbacks + list(callbacks or [])
     history = model.fit(
@@ -450,24 +453,38 @@ def _load_joint_table(joint_table):
     return JointDistributionTable.from_file(joint_table)
 
 
-def predict_image(model, image: np.ndarray) -> np.ndarray:
-    """Argmax mask of one image of any size: reflect-padded to a multiple of 16, then cropped."""
+def predict_image(model, image: np.ndarray, min_size_px: int = 0) -> np.ndarray:
+    """Argmax mask of one image of any size, padded as ``weakseg-infer`` pads it, then cropped.
+
+    The padding is white (:data:`IMAGE_PAD_VALUE`, an empty slide) at the
+    bottom and right, up to a multiple of 16 and at least ``min_size_px``: the
+    slide readers pad an image smaller than an inference tile to a whole tile
+    (:func:`weaksegtf.inference.tile_scheduler.plan_tiles`), and the padding
+    changes what the network sees near the image's edges. With the inference
+    tile as ``min_size_px``, the scores training reports are those of deployment.
+    """
     height, width = image.shape[:2]
-    pad_y, pad_x = (-height) % 16, (-width) % 16
-    padded = np.pad(image, ((0, pad_y), (0, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else image
+    pad_y = max(min_size_px, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE) - height
+    pad_x = max(min_size_px, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE) - width
+    widths = ((0, pad_y), (0, pad_x), (0, 0))
+    padded = np.pad(image, widths, constant_values=IMAGE_PAD_VALUE) if pad_y or pad_x else image
     logits = model(padded[None].astype(np.float32), training=False)["mask"]
     return np.asarray(logits)[0, :height, :width].argmax(-1).astype(np.uint8)
 
 
 def evaluate_images(
-    model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], class_names: Sequence[str]
+    model, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], class_names: Sequence[str],
+    min_size_px: int = 0,
 ) -> tuple[dict, list[np.ndarray]]:
-    """Whole-image metrics (accuracy, IoU and Dice per class and mean) and the predictions."""
+    """Whole-image metrics (accuracy, IoU and Dice per class and mean) and the predictions.
+
+    ``min_size_px``: see :func:`predict_image`.
+    """
     num_classes = len(class_names)
     total = np.zeros((num_classes, num_classes), np.int64)
     predictions = []
     for image, mask in zip(images, masks):
-        prediction = predict_image(model, image)
+        prediction = predict_image(model, image, min_size_px)
         predictions.append(prediction)
         total += confusion_matrix(mask, prediction, num_classes)
     iou, dice = iou_per_class(total), dice_per_class(total)
@@ -651,7 +668,9 @@ def run_training(
         if best_epoch:
             val_metrics, predictions = selection.best_metrics, selection.best_predictions
         else:
-            val_metrics, predictions = evaluate_images(model, val.images, val.masks, class_names)
+            val_metrics, predictions = evaluate_images(
+                model, val.images, val.masks, class_names, inference_tile_px(tile_size_px)
+            )
         metrics["validation"] = val_metrics
         order = np.arange(len(val))
         overlay_path = comparison_grid(
@@ -663,6 +682,13 @@ def run_training(
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
     outputs.commit(model_path, history_path, metrics_path, overlay_path)
     return TrainingResult(model_path, history_path, metrics_path, overlay_path, metrics)
+
+
+def inference_tile_px(training_tile_px: int | None) -> int:
+    """The tile ``weakseg-infer`` uses by default for a model trained on ``training_tile_px`` tiles."""
+    from weaksegtf.inference.slide_segmenter import default_tiling
+
+    return default_tiling(training_tile_px)[0]
 
 
 def _whole_blocks(label_set) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,8 @@ class WholeImageValidation(keras.callbacks.Callback):
     """Score whole validation images after every epoch; keep the best epoch's weights.
 
     The score is what deployment sees: the model in inference mode (batch
-    norm on its moving statistics) on whole images, reflect-padded to a
-    multiple of 16 as :func:`weaksegtf.training.predict_image` does, the same
-    resolution ``weakseg-infer`` uses. Each epoch logs ``val_pixel_accuracy``,
+    norm on its moving statistics) on whole images at the training resolution,
+    padded as ``weakseg-infer`` pads them (:func:`weaksegtf.training.predict_image`). Each epoch logs ``val_pixel_accuracy``,
     ``val_mean_iou``, ``val_mean_dice`` and ``val_dice_<class>`` into the
     history. With ``restore_best=True`` the weights (batch-norm statistics
     included) of the epoch with the highest ``val_mean_dice`` are put back
@@ -28,6 +27,9 @@ class WholeImageValidation(keras.callbacks.Callback):
         masks: list of ``(H, W)`` uint8 class maps (255 = not annotated).
         class_names: list of str. One per class.
         restore_best: bool. Restore the best epoch at the end. Defaults to ``True``.
+        min_size_px: int. Pad images to at least this size, as ``weakseg-infer``
+            pads an image smaller than its tile (:func:`weaksegtf.training.predict_image`).
+            Defaults to ``0``.
 
     Example:
     >>> callback = WholeImageValidation(val.images, val.masks, ["background", "gland"])  # doctest: +SKIP
@@ -41,12 +43,14 @@ class WholeImageValidation(keras.callbacks.Callback):
         masks: Sequence[np.ndarray],
         class_names: Sequence[str],
         restore_best: bool = True,
+        min_size_px: int = 0,
     ):
         super().__init__()
         self.images = list(images)
         self.masks = list(masks)
         self.class_names = list(class_names)
         self.restore_best = restore_best
+        self.min_size_px = min_size_px
         self.best_epoch: int | None = None  # 1-based, as in history.csv
         self.best_metrics: dict = {}
         self.best_predictions: list[np.ndarray] = []
@@ -56,7 +60,9 @@ class WholeImageValidation(keras.callbacks.Callback):
         from weaksegtf.models.weak_segmenter import metric_safe
         from weaksegtf.training import evaluate_images
 
-        metrics, predictions = evaluate_images(self.model, self.images, self.masks, self.class_names)
+        metrics, predictions = evaluate_images(
+            self.model, self.images, self.masks, self.class_names, self.min_size_px
+        )
         if logs is not None:
             logs["val_pixel_accuracy"] = metrics["pixel_accuracy"]
             logs["val_mean_iou"] = metrics["mean_iou"]
