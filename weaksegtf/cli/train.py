@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-background-patches", dest="background_patches", action="store_false",
                         help="do not add the masked images' tiles that are >= 90%% background to the label stream "
                         "as background-labelled patches")
+    parser.add_argument("--classification-weight", type=float, default=1.0,
+                        help="weight of the classification loss against the mask loss (default: %(default)s, the paper's)")
     parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                         help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             lowres_group_size=args.group_size, lowres_weight=args.lowres_weight,
             label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
-            best_epoch=args.best_epoch,
+            best_epoch=args.best_epoch, classification_weight=args.classification_weight,
             model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:
