@@ -154,9 +154,9 @@ class SweepData:
             for name, image in zip(mask_set.names, mask_set.images):
                 key = _image_key(image)
                 if key in seen:
-                    raise ConfigError(f"{what} image {name} is also a {seen[key]} image (same pixels); training, "
-                                      f"selection and test sets must not share images")
-                seen[key] = f"{what} ({name})"
+                    raise ConfigError(f"{what} image {name} is {seen[key]} (same pixels); training, selection and "
+                                      f"test sets must not share images")
+                seen[key] = f"{what} image {name}"
         self._tiles: dict[int, PoolTiles] = {}
 
     def test_labels(self) -> np.ndarray:
