@@ -378,7 +378,7 @@ def test_tiny_real_sweep_with_encoder_weights_then_report(tmp_path, monkeypatch,
     assert {(p["mode"], p["metric"], p["n"]) for p in paired} == {("S+C", "foreground_dice", "2"),
                                                                   ("S+C", "f1_macro", "2")}
     text = md.read_text()
-    assert "4 selection images (inner validation" in text and "4 test images of other patients" in text
+    assert "4 selection images (inner validation" in text and "4 test images (GlaS: other patients" in text
     assert "test set" in text and "validation patients are the test set" not in text
     assert "| 50 | S+C − S | gland (foreground) Dice | 2 |" in text
     assert "encoder from resnet18.pth" in text

@@ -271,7 +271,8 @@ def _scoring_text(record: dict) -> str:
     n_select = record.get("n_select_images", 0)
     if n_select:
         return (f"{n_select} selection images (inner validation: each run keeps its best epoch by mean Dice on "
-                f"them) and {n_test} test images of other patients, scored once and used to choose nothing.")
+                f"them) and {n_test} test images (GlaS: other patients than training and selection), scored once "
+                f"and used to choose nothing.")
     if "n_test_images" in record:
         return f"{n_test} test images, scored once; no selection set, so each run is scored at its last epoch."
     return f"{n_test} validation images, scored at each run's last epoch (a sweep from before selection sets)."
@@ -300,7 +301,7 @@ def _training_text(settings: dict, record: dict) -> str:
 
 
 def _paired_lines(paired: list[dict]) -> list[str]:
-    lines = ["### Paired differences (same masked draw; mean over repeats, 95% bootstrap CI)", ""]
+    lines = ["", "### Paired differences (same masked draw; mean over repeats, 95% bootstrap CI)", ""]
     if not paired:
         return lines + ["No s% with both S and S+C (or S+C*) in the same repeat.", ""]
     lines += ["| s % | comparison | metric | repeats | mean difference | 95% CI |", "|---|---|---|---|---|---|"]
@@ -341,7 +342,8 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
     ]
     seg = [e for e in summary if e["experiment"] == "segmentation"]
     if seg:
-        header = ("| mode | s % | masked / labelled images | n | steps | " + " | ".join(_TABLE_METRICS.values())
+        unit = settings.get("percent_of", "images")
+        header = (f"| mode | s % of {unit} | masked / labelled images | n | steps | " + " | ".join(_TABLE_METRICS.values())
                   + " |")
         lines += ["### Segmentation on the test set (absolute)", "", header, "|" + "---|" * (5 + len(_TABLE_METRICS))]
         for e in seg:
@@ -376,7 +378,8 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
     for figure in figures:
         link = Path(os.path.relpath(figure, relative_to))
         lines.append(f"![{figure.stem}]({link.as_posix()})")
-    lines += ["", f"Raw runs: `{out_dir / 'runs.csv'}`; summary: `{out_dir / SUMMARY_CSV}`."]
+    lines += ["", f"Raw runs: `{out_dir / 'runs.csv'}`; summary: `{out_dir / SUMMARY_CSV}`; paired differences: "
+              f"`{out_dir / PAIRED_CSV}`."]
     return "\n".join(lines)
 
 
