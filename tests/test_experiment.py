@@ -3,12 +3,9 @@
 The protocol (selection vs test, paired draws, patches, epoch length, encoder weights, bootstrap CIs) is in
 test_experiment_protocol.py."""
 
-import csv
-
 import numpy as np
 import pytest
 
-from weaksegtf import experiment
 from weaksegtf.cli import experiment as experiment_cli
 from weaksegtf.errors import ConfigError
 from weaksegtf.experiment import draw_masked, masked_count, plan_runs, run_id, run_streams
@@ -103,11 +100,6 @@ def test_results_section_is_replaced_between_markers_only(tmp_path):
     path.write_text("<!-- weakseg-experiment report glas-sweep begin -->\n")
     with pytest.raises(ConfigError, match="has only one of the markers"):
         update_markdown(path, "x")
-
-
-def _read(path):
-    with open(path, newline="") as handle:
-        return {row["run_id"]: row for row in csv.DictReader(handle)}
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
