@@ -1,11 +1,11 @@
-"""The sweep: draws shared across modes, stream selection, summaries, the results.md section, and a tiny real run."""
+"""The sweep: draws shared across modes, stream selection, summaries, the results.md section.
 
-import csv
+The protocol (selection vs test, paired draws, patches, epoch length, encoder weights, bootstrap CIs) is in
+test_experiment_protocol.py."""
 
 import numpy as np
 import pytest
 
-from weaksegtf import experiment
 from weaksegtf.cli import experiment as experiment_cli
 from weaksegtf.errors import ConfigError
 from weaksegtf.experiment import draw_masked, masked_count, plan_runs, run_id, run_streams
@@ -100,52 +100,6 @@ def test_results_section_is_replaced_between_markers_only(tmp_path):
     path.write_text("<!-- weakseg-experiment report glas-sweep begin -->\n")
     with pytest.raises(ConfigError, match="has only one of the markers"):
         update_markdown(path, "x")
-
-
-def _read(path):
-    with open(path, newline="") as handle:
-        return {row["run_id"]: row for row in csv.DictReader(handle)}
-
-
-@pytest.mark.slow
-def test_sweep_end_to_end_on_glas_then_resume(glas_dir, tmp_path, monkeypatch, capsys):
-    out, md = tmp_path / "sweep", tmp_path / "docs" / "results.md"
-    args = ["sweep", "--glas", str(glas_dir), "--downsample", "8", "--tile-size", "32", "--percents", "50", "100",
-            "--repeats", "1", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--c-percents", "0",
-            "--out", str(out), "--results-md", str(md)]
-    assert experiment_cli.main(args) == 0, capsys.readouterr().err
-    runs = _read(out / "runs.csv")
-    assert len(runs) == 6 + 3
-    assert runs["S+C@100%#0"]["reused_from"] == "S@100%#0"  # no labels left at s = 100%: same data as S
-    assert runs["S2+C2*@0%#0"]["reused_from"] == "S+C*@100%#0"
-    assert {runs[k]["n_mask_images"] for k in ("S@50%#0", "S+C@50%#0", "S+C*@50%#0")} == {"34"}
-    assert runs["S+C*@50%#0"]["n_label_images"] == "68" and runs["S+C@50%#0"]["n_label_images"] == "34"
-    assert {r["steps"] for r in runs.values()} == {"2"}  # equal optimizer steps in every mode
-    assert 0.0 <= float(runs["S@50%#0"]["f1_macro"]) <= 1.0
-    for name in ("summary.csv", "sweep.json", "draws.json"):
-        assert (out / name).is_file()
-    figures = sorted(p.name for p in (md.parent / "figures").iterdir())
-    assert figures == ["glas-sweep_classification.png", "glas-sweep_segmentation.png",
-                       "glas-sweep_segmentation_absolute.png"]
-    text = md.read_text()
-    assert "| S+C* | 50 | 34 / 68 | 1 |" in text and "weakseg-experiment sweep --glas" in text
-    assert "](figures/glas-sweep_segmentation.png)" in text
-
-    def refuse(*_, **__):
-        raise AssertionError("a finished run was trained again")
-
-    # Resuming through the library with the same data and settings (the CLI only parses and loads).
-    monkeypatch.setattr(experiment, "train_and_evaluate", refuse)
-    data = experiment.glas_sweep_data(glas_dir, downsample=8)
-    settings = experiment.SweepSettings(epochs=1, steps_per_epoch=2, batch_size=4, tile_size_px=32)
-    result = experiment.run_sweep(data, out, percents=[50, 100], repeats=1, classification_percents=[0],
-                                  settings=settings)
-    assert result.trained == 0 and result.skipped == 9
-    assert "9 of 9 runs already in" in capsys.readouterr().out
-    assert _read(out / "runs.csv").keys() == runs.keys()
-    settings.steps_per_epoch = 3
-    with pytest.raises(ConfigError, match="holds a sweep with other settings \\(steps_per_epoch: 2 there, 3 now\\)"):
-        experiment.run_sweep(data, out, percents=[50], repeats=1, settings=settings)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -1,8 +1,8 @@
-"""Summaries, Fig. 5/6-style plots and the ``docs/results.md`` section of a sweep.
+"""Summaries, paired differences, Fig. 5/6-style plots and the ``docs/results.md`` section of a sweep.
 
 ``weakseg-experiment report`` reads ``runs.csv`` (see :mod:`weaksegtf.experiment`),
 writes ``summary.csv`` (mean ± std per mode and percentage, absolute and
-relative) and the plots, and optionally rewrites one section of a Markdown
+relative), ``paired.csv`` (paired differences with bootstrap CIs) and the plots, and optionally rewrites one section of a Markdown
 file between two marker comments, leaving the rest of the file untouched.
 
 Relative values follow the paper: segmentation metrics are divided by the mean
@@ -10,13 +10,18 @@ of ``S`` at s = 100% (Fig. 5), classification accuracy by the mean of
 ``S2+C2`` at c = 50% (Fig. 6); when that setting was not run, the largest
 percentage run stands in and the report says so. Standard deviations are
 sample standard deviations (n - 1) over repeats, 0 for a single repeat.
+
+Paired differences (``paired.csv``): repeats share their masked draw across
+modes, so S+C and S+C* are compared with S repeat by repeat. For each s%, the
+mean of the per-repeat differences gets a 95% percentile-bootstrap confidence
+interval (resampling repeats, fixed seed), for gland (foreground) Dice and F1 macro.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -33,25 +38,36 @@ from weaksegtf.experiment import (
 )
 
 SUMMARY_CSV = "summary.csv"
+PAIRED_CSV = "paired.csv"
+#: Comparisons of the paired-differences table: (mode, baseline), same s% and repeat.
+PAIRS = (("S+C", "S"), ("S+C*", "S"))
+#: Metrics of the paired-differences table, with their labels.
+PAIRED_METRICS = {"foreground_dice": "gland (foreground) Dice", "f1_macro": "F1 macro"}
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
 DEFAULT_HEADING = "## Sweep: S, S+C, S+C* on GlaS"
 DEFAULT_SECTION = "glas-sweep"
 #: Metrics drawn in the segmentation figure, with their labels.
 SEGMENTATION_PLOT_METRICS = {
+    "foreground_dice": "gland (foreground) Dice",
     "f1_weighted": "F1 weighted (paper's F1 micro)",
     "f1_macro": "F1 macro",
     "mean_iou": "mean IoU",
     "bach_score": "BACH score (eq. 6)",
-    "foreground_accuracy": "foreground accuracy",
+    "foreground_on_background": "foreground on true background",
     "boundary_mean_iou": "boundary mean IoU",
 }
 _TABLE_METRICS = {
+    "foreground_dice": "gland Dice",
     "f1_weighted": "F1 weighted",
     "f1_macro": "F1 macro",
     "mean_iou": "mIoU",
     "bach_score": "BACH",
-    "foreground_accuracy": "fg acc",
+    "foreground_on_background": "fg on bg",
+    "foreground_confusion": "fg confusion",
     "boundary_mean_iou": "boundary mIoU",
     "cls_accuracy": "cls acc",
+    "best_epoch": "best epoch",
 }
 _MARKER = "<!-- weakseg-experiment report {} {} -->"
 
@@ -64,6 +80,8 @@ class ReportResult:
     figure_paths: list[Path]
     results_md: Path | None
     summary: list[dict]
+    paired_path: Path | None = None
+    paired: list[dict] = field(default_factory=list)
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -94,7 +112,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                                                                                       order.get(kv[0][1], 99), kv[0][2])):
         entry = {"experiment": experiment, "mode": mode, "percent": percent, "n": len(members),
                  "n_mask_images": members[0]["n_mask_images"], "n_label_images": members[0]["n_label_images"]}
-        for metric in RUN_METRICS + ("train_seconds",):
+        for metric in RUN_METRICS + ("best_epoch", "steps", "train_seconds"):
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std([m.get(metric) for m in members])
         summary.append(entry)
     for experiment in ("segmentation", "classification"):
@@ -115,8 +133,61 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def bootstrap_ci(values: Sequence[float], level: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """Percentile-bootstrap confidence interval of the mean of ``values``.
+
+    Resamples ``values`` with replacement ``n_resamples`` times (a fixed
+    ``seed``, so a report is reproducible) and returns the ``(1 - level) / 2``
+    and ``(1 + level) / 2`` percentiles of the resampled means (Efron &
+    Tibshirani 1993, ch. 13). ``None`` for fewer than two values: one repeat
+    says nothing about spread.
+
+    Example:
+    >>> low, high = bootstrap_ci([0.1, 0.12, 0.08, 0.11, 0.09])
+    >>> bool(low < 0.1 < high)
+    True
+    """
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(1)
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def paired_differences(rows: list[dict], pairs: Sequence[tuple[str, str]] = PAIRS,
+                       metrics: Sequence[str] = tuple(PAIRED_METRICS)) -> list[dict]:
+    """Per s%, pair and metric: mean over repeats of (mode - baseline), with its 95% bootstrap CI.
+
+    Runs are paired by repeat (they share the masked draw); a repeat missing
+    either run, or its metric, is left out. Segmentation runs only.
+    """
+    by_key = {(r["mode"], float(r["percent"]), r["repeat"]): r for r in rows if r["experiment"] == "segmentation"}
+    percents = sorted({key[1] for key in by_key})
+    table = []
+    for percent in percents:
+        for mode, baseline in pairs:
+            repeats = sorted(k[2] for k in by_key if k[0] == mode and k[1] == percent
+                             and (baseline, percent, k[2]) in by_key)
+            if not repeats:
+                continue
+            for metric in metrics:
+                diffs = [by_key[(mode, percent, r)].get(metric) - by_key[(baseline, percent, r)].get(metric)
+                         for r in repeats if by_key[(mode, percent, r)].get(metric) is not None
+                         and by_key[(baseline, percent, r)].get(metric) is not None]
+                if not diffs:
+                    continue
+                ci = bootstrap_ci(diffs)
+                table.append({"percent": percent, "mode": mode, "baseline": baseline, "metric": metric,
+                              "n": len(diffs), "mean_difference": float(np.mean(diffs)),
+                              "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1]})
+    return table
+
+
 def plot_sweep(summary: list[dict], experiment: str, path: PathLike, metrics: dict[str, str],
-               relative: bool = True, title: str = "") -> Path:
+               relative: bool = True, title: str = "", percent_of: str = "images") -> Path:
     """One panel per metric: mean per mode against the percentage, std shaded (Fig. 5 / Fig. 6 style)."""
     import matplotlib
 
@@ -156,7 +227,7 @@ def plot_sweep(summary: list[dict], experiment: str, path: PathLike, metrics: di
         axis.set_xticks(percents, [f"{p:g}" for p in percents])
         axis.minorticks_off()
         axis.set_title(label, fontsize=10)
-        axis.set_xlabel("s (% of images with masks)" if experiment == "segmentation" else "c (% with labels)")
+        axis.set_xlabel(f"s (% of {percent_of} with masks)" if experiment == "segmentation" else "c (% with labels)")
         axis.grid(alpha=0.3)
     for axis in axes.ravel()[len(metrics):]:
         axis.axis("off")
@@ -195,6 +266,52 @@ def _cell(entry: dict, metric: str, relative: bool = False) -> str:
     return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
+def _scoring_text(record: dict) -> str:
+    n_test = record.get("n_test_images", record.get("n_val_images", "?"))
+    n_select = record.get("n_select_images", 0)
+    if n_select:
+        return (f"{n_select} selection images (inner validation: each run keeps its best epoch by mean Dice on "
+                f"them) and {n_test} test images (GlaS: other patients than training and selection), scored once "
+                f"and used to choose nothing.")
+    if "n_test_images" in record:
+        return f"{n_test} test images, scored once; no selection set, so each run is scored at its last epoch."
+    return f"{n_test} validation images, scored at each run's last epoch (a sweep from before selection sets)."
+
+
+def _training_text(settings: dict, record: dict) -> str:
+    if settings.get("epoch_length") == "pass":
+        steps = (f"{settings.get('epochs')} epoch(s), each one pass over the run's own streams (the paper's "
+                 f"epoch: runs with more data make more updates; steps per run in the table)")
+    else:
+        steps = (f"{settings.get('epochs')} epoch(s) × {record.get('steps_per_epoch')} steps for every run "
+                 f"(equal optimizer steps across modes and s)")
+    source = settings.get("label_source", "tile_rule")
+    labels = {"whole": "each labelled image whole, as one classification patch",
+              "image": "grid tiles inheriting their image's label",
+              "tile_rule": "tiles labelled by the section 3.3 tile rule (dominant class ≥ "
+                           f"{settings.get('dominant_fraction')}, else dropped)"}.get(source, source)
+    background = (", plus background tiles (≥ 90% background) of the masked data"
+                  if settings.get("background_patches") and source != "tile_rule" else "")
+    weights = settings.get("encoder_weights")
+    encoder = f"encoder from {Path(weights).name}" if weights else "encoder from scratch"
+    return (f"{steps}; s% counts {settings.get('percent_of', 'images')}; label stream: {labels}{background}; "
+            f"batch {settings.get('batch_size')} per stream, Adam lr {settings.get('learning_rate')}, "
+            f"{settings.get('tile_size_px')} px tiles, {settings.get('update')} update, {encoder}, "
+            f"seed {settings.get('seed')} + repeat")
+
+
+def _paired_lines(paired: list[dict]) -> list[str]:
+    lines = ["", "### Paired differences (same masked draw; mean over repeats, 95% bootstrap CI)", ""]
+    if not paired:
+        return lines + ["No s% with both S and S+C (or S+C*) in the same repeat.", ""]
+    lines += ["| s % | comparison | metric | repeats | mean difference | 95% CI |", "|---|---|---|---|---|---|"]
+    for p in paired:
+        ci = "– (one repeat)" if p["ci_low"] is None else f"{p['ci_low']:+.3f} to {p['ci_high']:+.3f}"
+        lines.append(f"| {p['percent']:g} | {p['mode']} − {p['baseline']} | {PAIRED_METRICS.get(p['metric'], p['metric'])} "
+                     f"| {p['n']} | {p['mean_difference']:+.3f} | {ci} |")
+    return lines + [""]
+
+
 def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], record: dict,
                      figures: list[Path], relative_to: Path) -> str:
     """The generated part of the results section (between the markers)."""
@@ -208,32 +325,38 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
         lines += ["Command" + ("s (the sweep was resumed)" if len(commands) > 1 else "") + ":", "", "```bash",
                   *commands, "```", ""]
     lines += [
-        f"- Data: {settings.get('data', '?')}; {record.get('n_pool_images', '?')} training images, "
-        f"{record.get('n_val_images', '?')} validation images (the test set: no epoch is picked on it).",
-        f"- Training: {settings.get('epochs')} epoch(s) × {record.get('steps_per_epoch')} steps for every run "
-        f"(equal optimizer steps across modes and s), batch {settings.get('batch_size')} per stream, "
-        f"Adam lr {settings.get('learning_rate')}, {settings.get('tile_size_px')} px tiles, "
-        f"{settings.get('update')} update, seed {settings.get('seed')} + repeat.",
+        f"- Data: {settings.get('data', '?')}; {record.get('n_pool_images', '?')} training images; "
+        + _scoring_text(record),
+        "- Training: " + _training_text(settings, record) + ".",
         f"- Runs: {len(rows)} ({len(trained)} trained, {len(rows) - len(trained)} identical to another run and "
-        f"not retrained); compute {seconds / 60:.0f} min, {per_run:.0f} s per trained run.",
+        f"not retrained); compute {seconds / 60:.0f} min, {per_run:.0f} s per trained run. Repeats are paired: "
+        f"repeat r draws the masked {settings.get('percent_of', 'images')} once (seed {settings.get('seed')} + r) "
+        f"and every mode of the repeat uses that draw.",
         "- F1 weighted is the paper's \"F1 micro\" (class F1 weighted by true pixel share); F1 macro weighs "
-        "classes equally. Values are whole-image metrics over all validation pixels, mean ± sample std over repeats; "
-        "cls acc is the classifier's tile accuracy on the validation images (untrained in S runs, which have no labels).",
+        "classes equally; gland Dice is the mean Dice of the foreground classes; fg on bg is the share of true "
+        "background pixels predicted as a foreground class (gland on stroma); fg confusion is the share of true "
+        "foreground pixels predicted as another foreground class (e.g. benign/malignant inside glands). Values "
+        "are whole-image metrics over all test pixels, mean ± sample std over repeats; cls acc is the "
+        "classifier's accuracy on the test images (untrained in S runs, which have no labels).",
         "",
     ]
     seg = [e for e in summary if e["experiment"] == "segmentation"]
     if seg:
-        header = "| mode | s % | masked / labelled images | n | " + " | ".join(_TABLE_METRICS.values()) + " |"
-        lines += ["### Segmentation (absolute)", "", header, "|" + "---|" * (4 + len(_TABLE_METRICS))]
+        unit = settings.get("percent_of", "images")
+        header = (f"| mode | s % of {unit} | masked / labelled images | n | steps | " + " | ".join(_TABLE_METRICS.values())
+                  + " |")
+        lines += ["### Segmentation on the test set (absolute)", "", header, "|" + "---|" * (5 + len(_TABLE_METRICS))]
         for e in seg:
+            steps = "–" if e.get("steps_mean") is None else f"{e['steps_mean']:.0f}"
             lines.append(f"| {e['mode']} | {e['percent']:g} | {e['n_mask_images']} / {e['n_label_images']} | "
-                         f"{e['n']} | " + " | ".join(_cell(e, m) for m in _TABLE_METRICS) + " |")
+                         f"{e['n']} | {steps} | " + " | ".join(_cell(e, m) for m in _TABLE_METRICS) + " |")
         reference = seg[0].get("relative_to", "?")
         lines += ["", f"### Segmentation relative to {reference} (as Fig. 5)", "",
                   "| mode | s % | F1 weighted | F1 macro | mIoU | BACH |", "|---|---|---|---|---|---|"]
         for e in seg:
             lines.append(f"| {e['mode']} | {e['percent']:g} | " + " | ".join(
                 _cell(e, m, relative=True) for m in ("f1_weighted", "f1_macro", "mean_iou", "bach_score")) + " |")
+        lines += _paired_lines(paired_differences(rows))
         checks = paper_claim(summary)
         lines += ["", "### The paper's claim: ≥ 15% F1 gap for S+C over S when s ≤ 10%", ""]
         if not checks:
@@ -255,7 +378,8 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
     for figure in figures:
         link = Path(os.path.relpath(figure, relative_to))
         lines.append(f"![{figure.stem}]({link.as_posix()})")
-    lines += ["", f"Raw runs: `{out_dir / 'runs.csv'}`; summary: `{out_dir / SUMMARY_CSV}`."]
+    lines += ["", f"Raw runs: `{out_dir / 'runs.csv'}`; summary: `{out_dir / SUMMARY_CSV}`; paired differences: "
+              f"`{out_dir / PAIRED_CSV}`."]
     return "\n".join(lines)
 
 
@@ -314,6 +438,9 @@ def write_report(
     record = json.loads((out_dir / SWEEP_JSON).read_text()) if (out_dir / SWEEP_JSON).is_file() else {}
     summary = summarize(rows)
     summary_path = write_rows_csv(summary, out_dir / SUMMARY_CSV)
+    paired = paired_differences(rows)
+    paired_path = write_rows_csv(paired, out_dir / PAIRED_CSV) if paired else None
+    percent_of = record.get("settings", {}).get("percent_of", "images")
     if figures_dir is None:
         figures_dir = Path(results_md).parent / "figures" if results_md is not None else out_dir
     figures_dir = Path(figures_dir)
@@ -321,19 +448,21 @@ def write_report(
     figures = []
     if any(e["experiment"] == "segmentation" for e in summary):
         figures.append(plot_sweep(summary, "segmentation", figures_dir / f"{prefix}_segmentation.png",
-                                  SEGMENTATION_PLOT_METRICS, title="Segmentation on validation, relative (Fig. 5 style)"))
+                                  SEGMENTATION_PLOT_METRICS, title="Segmentation on the test set, relative (Fig. 5 style)",
+                                  percent_of=percent_of))
         figures.append(plot_sweep(summary, "segmentation", figures_dir / f"{prefix}_segmentation_absolute.png",
-                                  SEGMENTATION_PLOT_METRICS, relative=False, title="Segmentation on validation"))
+                                  SEGMENTATION_PLOT_METRICS, relative=False, title="Segmentation on the test set",
+                                  percent_of=percent_of))
     if any(e["experiment"] == "classification" for e in summary):
         figures.append(plot_sweep(summary, "classification", figures_dir / f"{prefix}_classification.png",
-                                  {"cls_accuracy": "classifier tile accuracy"},
+                                  {"cls_accuracy": "classifier accuracy"},
                                   title="Classification head, relative (Fig. 6 style)"))
     markdown = None
     if results_md is not None:
         results_md = Path(results_md)
         body = markdown_section(out_dir, summary, rows, record, figures, results_md.parent)
         markdown = update_markdown(results_md, body, section, heading)
-    return ReportResult(summary_path, figures, markdown, summary)
+    return ReportResult(summary_path, figures, markdown, summary, paired_path, paired)
 
 
 def sweep_markers(section: str = DEFAULT_SECTION) -> Sequence[str]:

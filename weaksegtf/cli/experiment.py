@@ -14,33 +14,52 @@ MODES = ("S", "S+C", "S+C*")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weakseg-experiment",
-        description="Reproduce Ciga & Martel's experiment: train S, S+C and S+C* over s%% of images with masks, "
-        "with repeats that redraw the masked images (the same draw for every mode), then summarise as in "
-        "Fig. 5/6. Resumable: finished runs recorded in OUT/runs.csv are not redone.",
+        description="Reproduce Ciga & Martel's experiment: train S, S+C and S+C* over s%% of images (or patches) "
+        "with masks, with paired repeats that redraw the masked data (the same draw for every mode), choose each "
+        "run's epoch on selection images and score it once on test images, then summarise as in Fig. 5/6 with "
+        "paired differences and bootstrap CIs. Resumable: finished runs recorded in OUT/runs.csv are not redone.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sweep = commands.add_parser("sweep", help="run (or resume) a sweep",
-                                description="Run or resume a sweep; writes runs.csv, sweep.json, draws.json, "
-                                "summary.csv and plots into --out.")
+    sweep = commands.add_parser(
+        "sweep", help="run (or resume) a sweep",
+        description="Run or resume a sweep; writes runs.csv, sweep.json, draws.json, summary.csv, paired.csv and "
+        "plots into --out. Each run keeps its best epoch on a selection set (GlaS: inner validation patients; "
+        "--select with --masks) and is scored once on a test set of other patients (GlaS: outer test patients; "
+        "--val with --masks). Without a selection set the last epoch is scored.",
+    )
     data = sweep.add_mutually_exclusive_group(required=True)
-    data.add_argument("--glas", help="GlaS training folder (Grade.csv, images/, masks/): patient-wise split")
-    data.add_argument("--synthetic", type=int, metavar="N", help="use N built-in synthetic training images")
+    data.add_argument("--glas", help="GlaS training folder (Grade.csv, images/, masks/): patient-wise split into "
+                      "training, selection (--val-fraction) and test (--test-fraction) patients")
+    data.add_argument("--synthetic", type=int, metavar="N", help="use N built-in synthetic training images "
+                      "(and N/4 selection and N/4 test images)")
     data.add_argument("--masks", help="mask-set folder of training images (labels = dominant foreground class)")
-    sweep.add_argument("--val", help="validation mask-set folder (with --masks)")
+    sweep.add_argument("--val", help="with --masks: mask-set folder of the test images every run is scored on")
+    sweep.add_argument("--select", help="with --masks: mask-set folder of selection images, on which each run "
+                       "keeps its best epoch (default: none, the last epoch is scored)")
     sweep.add_argument("--classes", help="comma-separated class names, background first (with --masks)")
     sweep.add_argument("--out", required=True, help="results folder (an existing one is resumed)")
     sweep.add_argument("--percents", type=float, nargs="+", default=[5, 10, 25, 100],
-                       help="s values: %% of training images that keep masks (default: %(default)s)")
+                       help="s values: %% of the training data that keep masks (default: %(default)s)")
+    sweep.add_argument("--percent-of", default="images", choices=["images", "patches"],
+                       help="what s%% counts: 'images' (s%% of the training images keep their masks) or "
+                       "'patches' (the paper's: s%% of the mask tiles of all training images, --tile-size tiles) "
+                       "(default: %(default)s)")
     sweep.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="modes (default: all)")
-    sweep.add_argument("--repeats", type=int, default=3, help="draws per setting (default: %(default)s)")
+    sweep.add_argument("--repeats", type=int, default=5,
+                       help="paired repeats: repeat r draws the masked data once (seed + r) and every mode uses "
+                       "that draw (default: %(default)s)")
     sweep.add_argument("--c-percents", type=float, nargs="*", default=[],
                        help="classification-head experiment: c values in [0, 50] for S2+C2, S2+C2*, S2*+C2 "
                        "(default: none)")
     sweep.add_argument("--epochs", type=int, default=2, help="epochs per run (default: %(default)s)")
+    sweep.add_argument("--epoch-length", default="equal", choices=["pass", "equal"],
+                       help="'pass': the paper's epoch, one pass over each run's own streams (runs with more data "
+                       "make more updates); 'equal': the same --steps-per-epoch for every run (default: "
+                       "%(default)s)")
     sweep.add_argument("--steps-per-epoch", type=int, default=None,
-                       help="optimizer steps per epoch, the same for every run (default: one pass over the tiles "
-                       "of all training images)")
+                       help="with --epoch-length equal: optimizer steps per epoch, the same for every run (default: "
+                       "one pass over the tiles of all training images)")
     sweep.add_argument("--batch-size", type=int, default=20, help="batch size per stream (default: %(default)s)")
     sweep.add_argument("--lr", type=float, default=1e-3,
                        help="Adam learning rate (default: %(default)s; at the paper's 1e-4 the classifier barely "
@@ -48,13 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
     sweep.add_argument("--downsample", type=int, default=2, help="GlaS: divide each side by this (default: %(default)s)")
     sweep.add_argument("--split-seed", type=int, default=0, help="GlaS: seed of the patient split (default: %(default)s)")
+    sweep.add_argument("--test-fraction", type=float, default=0.2,
+                       help="GlaS: share of images (whole patients) in the test set, scored once; 0 scores the "
+                       "validation patients and selects nothing (default: %(default)s)")
+    sweep.add_argument("--val-fraction", type=float, default=0.15,
+                       help="GlaS: share of images (whole patients) in the selection set (default: %(default)s)")
     sweep.add_argument("--image-size", type=int, default=64, help="synthetic: image side (default: %(default)s)")
     sweep.add_argument("--update", default="joint", choices=["joint", "sequential"], help="(default: %(default)s)")
     sweep.add_argument("--seed", type=int, default=0, help="repeat r uses seed + r (default: %(default)s)")
-    sweep.add_argument("--label-source", default="tile_rule", choices=["tile_rule", "image"],
-                       help="label of a label-stream tile: the section 3.3 tile rule on its mask (dominant class "
-                            ">= --dominant, else dropped) or its image's label (default: %(default)s)")
+    sweep.add_argument("--label-source", default="whole", choices=["whole", "image", "tile_rule"],
+                       help="how labelled data enter the label stream: 'whole' (each labelled image whole, one "
+                       "classification patch, as the paper's), 'image' (grid tiles inheriting their image's "
+                       "label), 'tile_rule' (section 3.3: a tile whose dominant class covers >= --dominant gets "
+                       "that class, others are dropped) (default: %(default)s)")
+    sweep.add_argument("--no-background-patches", dest="background_patches", action="store_false",
+                       help="with --label-source whole or image: do not add the tiles of the masked data that are "
+                       ">= --dominant background to the label stream as background patches (added by default)")
+    sweep.add_argument("--label-max-size", type=int, default=512,
+                       help="with --label-source whole: longest side of a labelled image (default: %(default)s)")
     sweep.add_argument("--dominant", type=float, default=0.9, help="tile-rule threshold (default: %(default)s)")
+    sweep.add_argument("--encoder-weights", metavar="PATH",
+                       help="torchvision ResNet-18 .pth (or Keras .weights.h5) every run starts from; nothing is "
+                       "downloaded (docs/training.md says how to get the ImageNet file) (default: from scratch)")
     sweep.add_argument("--boundary-px", type=float, default=3.0, help="boundary band in pixels (default: %(default)s)")
     sweep.add_argument("--results-md", help="also rewrite this file's sweep section (e.g. docs/results.md)")
 
@@ -98,17 +132,24 @@ def _sweep(args, argv) -> int:
 
     if args.masks and not (args.val and args.classes):
         return fail("--masks needs --val DIR and --classes NAMES")
+    if args.select and not args.masks:
+        return fail("--select goes with --masks (GlaS and synthetic data bring their own selection set)")
     if args.glas:
-        data = glas_sweep_data(args.glas, downsample=args.downsample, split_seed=args.split_seed)
+        data = glas_sweep_data(args.glas, downsample=args.downsample, split_seed=args.split_seed,
+                               test_fraction=args.test_fraction, val_fraction=args.val_fraction)
     elif args.synthetic:
-        data = synthetic_sweep_data(args.synthetic, n_val=max(4, args.synthetic // 4), size_px=args.image_size,
+        n_held = max(4, args.synthetic // 4)
+        data = synthetic_sweep_data(args.synthetic, n_test=n_held, n_select=n_held, size_px=args.image_size,
                                     seed=args.split_seed)
     else:
-        data = folder_sweep_data(args.masks, args.val, [c.strip() for c in args.classes.split(",") if c.strip()])
+        data = folder_sweep_data(args.masks, args.val, [c.strip() for c in args.classes.split(",") if c.strip()],
+                                 select_dir=args.select)
     settings = SweepSettings(
-        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-        learning_rate=args.lr, tile_size_px=args.tile_size, update=args.update, seed=args.seed,
-        boundary_distance_px=args.boundary_px, label_source=args.label_source, dominant_fraction=args.dominant,
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, epoch_length=args.epoch_length,
+        batch_size=args.batch_size, learning_rate=args.lr, tile_size_px=args.tile_size, update=args.update,
+        seed=args.seed, boundary_distance_px=args.boundary_px, percent_of=args.percent_of,
+        label_source=args.label_source, background_patches=args.background_patches,
+        label_max_size_px=args.label_max_size, dominant_fraction=args.dominant, encoder_weights=args.encoder_weights,
     )
     command = "weakseg-experiment " + shlex.join(sys.argv[1:] if argv is None else argv)
     result = run_sweep(data, args.out, percents=args.percents, modes=args.modes, repeats=args.repeats,
@@ -130,6 +171,8 @@ def _report(args) -> int:
 
 def _print_report(report) -> None:
     print(f"summary: {report.summary_path}")
+    if report.paired_path:
+        print(f"paired:  {report.paired_path}")
     for path in report.figure_paths:
         print(f"figure:  {path}")
     if report.results_md:

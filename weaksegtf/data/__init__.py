@@ -37,6 +37,7 @@ from weaksegtf.data.patches import (
     resize_image,
     resize_mask,
     tile_rule_label_arrays,
+    tile_rule_labels,
 )
 from weaksegtf.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from weaksegtf.data.synthetic import make_synthetic_dataset
@@ -73,5 +74,6 @@ __all__ = [
     "resize_image",
     "resize_mask",
     "tile_rule_label_arrays",
+    "tile_rule_labels",
     "write_png",
 ]

@@ -289,10 +289,20 @@ def tile_rule_label_arrays(
     Example:
     >>> images, labels = tile_rule_label_arrays(mask_set, 128)  # doctest: +SKIP
     """
+    images, masks = mask_set_to_arrays(mask_set, tile_size_px, stride_px)
+    labels = tile_rule_labels(masks, dominant_fraction, mask_set.ignore_value)
+    keep = labels >= 0
+    return images[keep], labels[keep]
+
+
+def tile_rule_labels(masks: np.ndarray, dominant_fraction: float = 0.9, ignore_value: int = 255) -> np.ndarray:
+    """The section 3.3 tile rule's label of each mask tile ``(N, t, t)``, -1 for a tile it drops.
+
+    Example:
+    >>> tile_rule_labels(np.array([[[0, 0], [0, 0]], [[0, 1], [1, 2]]], np.uint8)).tolist()
+    [0, -1]
+    """
     from weaksegtf.preprocessing.tile_rule import LABEL, classify_tile
 
-    images, masks = mask_set_to_arrays(mask_set, tile_size_px, stride_px)
-    decisions = [classify_tile(m, dominant_fraction, ignore_index=mask_set.ignore_value) for m in masks]
-    keep = np.array([d.kind == LABEL for d in decisions], dtype=bool)
-    labels = np.array([d.label if d.kind == LABEL else -1 for d in decisions], dtype=np.int32)
-    return images[keep], labels[keep]
+    decisions = [classify_tile(m, dominant_fraction, ignore_index=ignore_value) for m in masks]
+    return np.array([d.label if d.kind == LABEL else -1 for d in decisions], dtype=np.int32).reshape(-1)

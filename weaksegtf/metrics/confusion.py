@@ -250,3 +250,51 @@ def metrics_from_confusion(confusion: np.ndarray, class_names: Sequence[str] | N
         "support": {name: int(v) for name, v in zip(class_names, confusion.sum(1))},
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def foreground_dice(confusion: np.ndarray, background: int = 0) -> float:
+    """Mean Dice of the foreground classes (every class but ``background``): GlaS's "gland Dice".
+
+    Classes absent from truth and prediction are left out; NaN when all are.
+
+    Example:
+    >>> foreground_dice(np.array([[6, 2, 0], [0, 4, 0], [0, 1, 3]]))
+    0.7922077922077921
+    """
+    dice = np.delete(dice_per_class(np.asarray(confusion)), background)
+    return float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan")
+
+
+def foreground_on_background(confusion: np.ndarray, background: int = 0) -> float:
+    """Share of true-background pixels predicted as any foreground class ("gland on stroma").
+
+    ``confusion[b, fg].sum() / confusion[b].sum()`` (rows are truth); NaN without background truth.
+
+    Example:
+    >>> foreground_on_background(np.array([[6, 2, 0], [0, 4, 0], [0, 1, 3]]))
+    0.25
+    """
+    confusion = np.asarray(confusion)
+    row = confusion[background]
+    total = row.sum()
+    return float((total - row[background]) / total) if total else float("nan")
+
+
+def foreground_confusion(confusion: np.ndarray, background: int = 0) -> float:
+    """Share of true-foreground pixels predicted foreground but as another foreground class.
+
+    With GlaS's classes, benign/malignant confusion inside true glands:
+    off-diagonal over all of the foreground-by-foreground block. NaN with
+    fewer than two foreground classes or no foreground pixel predicted foreground.
+
+    Example:
+    >>> foreground_confusion(np.array([[6, 2, 0], [0, 4, 0], [0, 1, 3]]))
+    0.125
+    """
+    confusion = np.asarray(confusion)
+    keep = np.arange(len(confusion)) != background
+    block = confusion[np.ix_(keep, keep)]
+    total = block.sum()
+    if len(block) < 2 or not total:
+        return float("nan")
+    return float((total - np.trace(block)) / total)
