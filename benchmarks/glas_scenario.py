@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from weaksegtf.experiment_report import bootstrap_ci
+
 CLASSES = "background,benign gland,malignant gland"
 RUNS = ("S", "S+C", "S-all")
 
@@ -99,18 +101,12 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int)
 
 def gland_errors(confusion: np.ndarray) -> dict:
     """Gland painted on true background, and benign/malignant confused inside true glands (rows = truth)."""
-    stroma = confusion[0].sum()
-    glands = confusion[1:, 1:].sum()
+    from weaksegtf.metrics.confusion import foreground_confusion, foreground_on_background
+
     return {
-        "gland_on_stroma": float(confusion[0, 1:].sum() / stroma) if stroma else float("nan"),
-        "grade_confusion_in_glands": float((confusion[1, 2] + confusion[2, 1]) / glands) if glands else float("nan"),
+        "gland_on_stroma": foreground_on_background(confusion),
+        "grade_confusion_in_glands": foreground_confusion(confusion),
     }
-
-
-def bootstrap_ci(values: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(n, len(values)), replace=True).mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def summarise(rows: list[dict]) -> str:
@@ -137,7 +133,7 @@ def summarise(rows: list[dict]) -> str:
         if len(paired) < 2:
             continue
         diff = np.array([x - y for x, y in paired])
-        low, high = bootstrap_ci(diff)
+        low, high = bootstrap_ci(diff)  # weaksegtf.experiment_report's: percentile, 10,000 resamples
         ratio = np.mean([x for x, _ in paired]) / np.mean([y for _, y in paired])
         lines.append(f"- {a} − {b}, gland Dice, paired over {len(diff)} seeds: {diff.mean():+.3f} "
                      f"(95% bootstrap CI {low:+.3f} to {high:+.3f}); {a} / {b} = {ratio:.2f}")
