@@ -197,3 +197,16 @@ def test_precise_batch_norm_statistics_are_the_mean_of_batch_statistics():
     assert bn1.momentum == 0.9
     for before, after in zip(weights_before, model.trainable_weights):
         np.testing.assert_array_equal(before, np.asarray(after))
+
+
+def test_allowed_class_loss_by_hand_with_padding_weights():
+    from weaksegtf.losses import allowed_class_cross_entropy
+
+    logits = np.array([[[[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]]])  # one image, 1 x 2 cells, 3 classes
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    # label 2 allows background and class 2; the second cell is half padding
+    expected = -(np.log(p[0, 0, 0, 0] + p[0, 0, 0, 2]) * 1.0 + np.log(p[0, 0, 1, 0] + p[0, 0, 1, 2]) * 0.5) / 1.5
+    got = float(allowed_class_cross_entropy(np.array([2]), logits, np.array([[[1.0, 0.5]]])))
+    assert got == pytest.approx(expected, rel=1e-6)
+    # a background patch allows background only
+    assert float(allowed_class_cross_entropy(np.array([0]), logits[:, :, :1])) == pytest.approx(-np.log(p[0, 0, 0, 0]), rel=1e-6)

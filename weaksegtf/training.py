@@ -307,6 +307,7 @@ def train_weak_segmenter(
     best_epoch: bool = True,
     precise_batch_norm: bool = True,
     classification_weight: float = 1.0,
+    allowed_class_weight: float = 0.0,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -350,6 +351,8 @@ def train_weak_segmenter(
         best_epoch: bool. With ``validation``, keep the weights of the epoch
             with the best validation mean Dice (in inference mode). Defaults to ``True``.
         classification_weight: float. Weight of L_cls in the joint loss. Defaults to ``1.0`` (the paper's).
+        allowed_class_weight: float. Weight of the allowed-class loss on the label
+            stream (``WeakSegmenter(allowed_class_weight=...)``). Defaults to ``0.0``.
         precise_batch_norm: bool. After every epoch, re-estimate the batch-norm
             statistics of the encoder and decoder on the mask tiles
             (:mod:`weaksegtf.precise_batch_norm`). Defaults to ``True``.
@@ -408,7 +411,7 @@ def train_weak_segmenter(
         architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
         joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
         lowres_weight=lowres_weight, label_class_weights=label_class_weights,
-        classification_weight=classification_weight,
+        classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
@@ -569,6 +572,7 @@ def run_training(
     label_batch_size: int | None = None,
     best_epoch: bool = True,
     classification_weight: float = 1.0,
+    allowed_class_weight: float = 0.0,
     model_card: dict | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:
@@ -638,7 +642,7 @@ def run_training(
         lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
         lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
         background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
-        classification_weight=classification_weight,
+        classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
     )
     train_seconds = time.perf_counter() - start
 

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as background-labelled patches")
     parser.add_argument("--classification-weight", type=float, default=1.0,
                         help="weight of the classification loss against the mask loss (default: %(default)s, the paper's)")
+    parser.add_argument("--allowed-class-weight", type=float, default=0.0,
+                        help="weight of the allowed-class loss: every pixel of an image labelled y should be "
+                        "background or y (default: %(default)s)")
     parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                         help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch, classification_weight=args.classification_weight,
+            allowed_class_weight=args.allowed_class_weight,
             model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:

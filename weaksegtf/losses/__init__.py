@@ -1,12 +1,14 @@
 """Losses: plain functions holding the math, thin serializable Keras classes on top.
 
 - ``weighted_cross_entropy``: class-weighted pixelwise cross-entropy (Ciga & Martel 2021).
+- ``allowed_class_cross_entropy``: pixels of a labelled image are background or its class.
 - ``valid_pixel_mask``, ``instance_balanced_cross_entropy``,
   ``minibatch_balanced_cross_entropy``: sparse annotations (Bokhorst et al. 2018, eqs. 1-2).
 - ``intra_instance_loss``, ``inter_instance_loss``, ``intra_inter_instance_loss``:
   label super-resolution from block labels (Zhao et al. 2019, eqs. 1-11).
 """
 
+from weaksegtf.losses.allowed_class_cross_entropy import allowed_class_cross_entropy
 from weaksegtf.losses.block_statistics import block_statistics
 from weaksegtf.losses.instance_balanced_cross_entropy import (
     InstanceBalancedCrossEntropy,
@@ -40,6 +42,7 @@ __all__ = [
     "IntraInterInstanceLoss",
     "MinibatchBalancedCrossEntropy",
     "WeightedCrossEntropy",
+    "allowed_class_cross_entropy",
     "block_statistics",
     "class_weights_from_counts",
     "instance_balanced_cross_entropy",

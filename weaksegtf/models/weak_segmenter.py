@@ -14,6 +14,7 @@ from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.errors import ConfigError
 from weaksegtf.losses import (
     DEFAULT_GROUP_SIZE,
+    allowed_class_cross_entropy,
     IGNORE_VALUE,
     instance_balanced_cross_entropy,
     inter_instance_loss,
@@ -113,6 +114,10 @@ class WeakSegmenter(keras.Model):
         label_class_weights: list of float, optional. Item weights of the
             classification loss, one per class (inverse label frequency, as
             for the masks' pixels). Defaults to ``None`` (all ones).
+        allowed_class_weight: float. Weight of the allowed-class loss on the
+            label stream: every pixel of an image labelled ``y`` should be
+            background or ``y`` (``weaksegtf.losses.allowed_class_cross_entropy``).
+            Defaults to ``0.0`` (off: the paper's classifier path only).
         model_card: dict, optional. What deployment needs (class colours, training
             mpp, tile size, stain reference), saved inside the ``.keras`` file; see
             ``weaksegtf.model_card``. Defaults to ``None``.
@@ -145,6 +150,7 @@ class WeakSegmenter(keras.Model):
         lowres_group_size: int | None = DEFAULT_GROUP_SIZE,
         lowres_weight: float = 1.0,
         label_class_weights: Sequence[float] | None = None,
+        allowed_class_weight: float = 0.0,
         model_card: dict | None = None,
         **kwargs,
     ):
@@ -201,6 +207,7 @@ class WeakSegmenter(keras.Model):
         self.label_class_weights = (
             None if label_class_weights is None else [float(w) for w in label_class_weights]
         )
+        self.allowed_class_weight = float(allowed_class_weight)
         self.model_card = None if model_card is None else dict(model_card)
 
         # === Trackers (listed in `metrics`, so fit() resets them every epoch) ===
@@ -248,16 +255,21 @@ class WeakSegmenter(keras.Model):
         background tiles); each runs its own forward pass, and the loss is
         ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
         """
-        all_labels, all_logits = [], []
+        all_labels, all_logits, allowed = [], [], 0.0
+        n_items = sum(int(batch[0].shape[0]) for batch in batches)
         for batch in batches:
             images, labels = batch[0], batch[1]
             low_res = self.segment_low_res(images, training=True)
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
+            if self.allowed_class_weight:
+                share = int(images.shape[0]) / n_items
+                allowed = allowed + share * allowed_class_cross_entropy(all_labels[-1], low_res, valid)
         labels = ops.concatenate(all_labels, axis=0)
         logits = ops.concatenate(all_logits, axis=0)
-        return weighted_cross_entropy(labels, logits, self.label_class_weights, ignore_value=-1), (labels, logits)
+        loss = weighted_cross_entropy(labels, logits, self.label_class_weights, ignore_value=-1)
+        return loss + self.allowed_class_weight * allowed, (labels, logits)
 
     def _valid_share(self, valid):
         """Share of real pixels in each cell of the classifier's input, ``(B, H, W)`` -> ``(B, h, w)``."""
@@ -415,6 +427,7 @@ class WeakSegmenter(keras.Model):
             "lowres_group_size": self.lowres_group_size,
             "lowres_weight": self.lowres_weight,
             "label_class_weights": self.label_class_weights,
+            "allowed_class_weight": self.allowed_class_weight,
             "model_card": self.model_card,
             "name": self.name,
             "trainable": self.trainable,
