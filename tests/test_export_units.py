@@ -28,11 +28,27 @@ def test_parity_numbers_by_hand():
     assert report.max_abs_diff == pytest.approx(0.6)
     assert report.agreement == 0.75 and report.cases[0].n_pixels == 4
     assert not report.passed
-    assert report.failure() == "toy: max |difference| 0.6 is above the tolerance 0.5"
+    assert report.max_scaled_diff == pytest.approx(0.6)  # the reference 1.0 scales by max(1, 1.0) = 1
+    assert report.failure() == ("toy: max |difference| / max(1, |reference|) 0.6 is above the tolerance 0.5 "
+                                "(max |difference| 0.6)")
     assert "FAILED" in report.format()
     relaxed = compare(lambda x: {"mask_logits": candidate}, lambda x: {"mask_logits": reference},
                       [np.zeros((1, 2, 2, 3), "float32")], what="toy", min_agreement=0.75)
     assert relaxed.passed and json.dumps(relaxed.to_dict())
+
+
+def test_parity_tolerance_scales_with_large_logits():
+    # float32 keeps ~7 digits: a logit of 300 differing by 2e-4 is at the float limit, one of 0.5 is not.
+    reference = np.array([[[[300.0, 0.5]]]])
+    candidate = reference + np.array([[[[2e-4, 0.0]]]])
+    report = compare(lambda x: {"mask_logits": candidate}, lambda x: {"mask_logits": reference},
+                     [np.zeros((1, 1, 1, 3), "float32")], what="big", tolerance=1e-4)
+    assert report.max_abs_diff == pytest.approx(2e-4) and report.max_scaled_diff == pytest.approx(2e-4 / 300)
+    assert report.passed
+    small = compare(lambda x: {"mask_logits": reference + np.array([[[[0.0, 2e-4]]]])},
+                    lambda x: {"mask_logits": reference}, [np.zeros((1, 1, 1, 3), "float32")], what="small",
+                    tolerance=1e-4)
+    assert small.max_scaled_diff == pytest.approx(2e-4) and not small.passed
 
 
 def test_parity_treats_nan_and_shape_mismatch_as_failures():
@@ -43,6 +59,7 @@ def test_parity_treats_nan_and_shape_mismatch_as_failures():
     wrong = compare(lambda x: {"mask_logits": ones[:, :1]}, lambda x: {"mask_logits": ones}, [ones[..., :1]],
                     what="shape", tolerance=1.0)
     assert wrong.max_abs_diff == np.inf and wrong.agreement == 0.0
+    assert nan.max_scaled_diff == np.inf and wrong.max_scaled_diff == np.inf and not wrong.passed
 
 
 def test_metadata_props_are_strings_and_round_trip():

@@ -484,7 +484,7 @@ def test_outside_tissue_background_and_roi_limit_the_labels(model, slide, tmp_pa
     broken = tmp_path / "broken.geojson"
     broken.write_text('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[["a", 1]]]}}')
     code, printed, _ = run_cli([model, slide, "--out", tmp_path / "broken", "--roi", broken], capsys)
-    assert code == 1 and "broken.geojson has coordinate 'a'" in printed
+    assert code == 1 and "broken.geojson: feature 0 has malformed polygon coordinates" in printed
 
 
 def test_tissue_threshold_changes_what_is_tissue(model, slide, tmp_path, capsys):

@@ -100,13 +100,13 @@ def test_train_cli_writes_model_history_metrics_and_overlay(tmp_path):
     code = train_cli.main([
         "--masks", str(tmp_path / "masks"), "--labels", str(tmp_path / "labels"), "--val", str(tmp_path / "val"),
         "--out", str(out), "--classes", ",".join(CLASSES), "--tile-size", "32", "--epochs", "2",
-        "--batch-size", "2",
+        "--batch-size", "2", "--steps-per-epoch", "0",
     ])
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"model.keras", "history.csv", "metrics.json", "predictions.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "S+C" and metrics["n_mask_tiles"] == 4 and metrics["n_label_items"] == 4
-    assert metrics["steps_per_epoch"] == 2
+    assert metrics["steps_per_epoch"] == 2  # 0: one pass over the 4 mask tiles in batches of 2, as the paper
     assert set(metrics["validation"]["dice"]) == set(CLASSES)
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "seg_loss", "cls_loss", "val_mean_iou"} <= set(header)

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", default=None, metavar="DIR",
                         help="folder of real images for the parity checks (default: random pixels)")
     parser.add_argument("--tolerance", type=float, default=1e-4, metavar="X",
-                        help="largest allowed absolute logit difference from Keras (default: %(default)g)")
+                        help="largest allowed logit difference from Keras, scaled by max(1, |Keras logit|) "
+                             "(default: %(default)g)")
     parser.add_argument("--min-int8-agreement", type=float, default=0.99, metavar="X",
                         help="smallest allowed int8-vs-fp32 per-pixel argmax agreement (default: %(default)g)")
     parser.add_argument("--int8-reduce-range", choices=["auto", "on", "off"], default="auto",

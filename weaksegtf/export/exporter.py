@@ -89,8 +89,9 @@ def export_model(
         samples_dir: str or path, optional. Real images for the parity checks.
             Defaults to ``None``: random pixels (and, for int8, other crops of
             the calibration images).
-        tolerance: float. Largest allowed absolute difference of logits (and
-            SavedModel probabilities) from Keras. Defaults to ``1e-4``.
+        tolerance: float. Largest allowed difference of logits (and
+            SavedModel probabilities) from Keras, scaled by ``max(1, |Keras value|)``
+            (:class:`weaksegtf.export.parity.ParityReport`). Defaults to ``1e-4``.
         min_int8_agreement: float. Smallest allowed per-pixel argmax agreement
             of int8 with fp32. Defaults to ``0.99``.
         mpp: float, optional. Microns per pixel of the training tiles, stored in the

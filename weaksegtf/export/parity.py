@@ -8,7 +8,7 @@ Serving's signature with Keras. numpy only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,21 +30,24 @@ class ParityCase:
     max_abs_diff: dict[str, float]
     agreement: float
     n_pixels: int
+    max_scaled_diff: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ParityReport:
     """Parity of a candidate with a reference over several input batches.
 
-    The check passes when the largest absolute difference of any compared
-    output stays within ``tolerance`` and the pixel-weighted argmax agreement
+    The check passes when the largest difference of any compared output,
+    scaled by ``max(1, |reference value|)`` (``numpy.isclose`` with
+    ``atol = rtol = tolerance``: float32 keeps about 7 significant digits, so
+    a logit of 300 cannot agree to 1e-4 absolute), stays within ``tolerance`` and the pixel-weighted argmax agreement
     reaches ``min_agreement`` (either check is skipped when ``None``).
 
     Args:
         what: str. What was compared, such as ``"onnxruntime fp32 vs Keras"``.
         source: str. Where the inputs came from.
         cases: tuple of ParityCase. One per input batch.
-        tolerance: float, optional. Largest allowed absolute difference. Defaults to ``None``.
+        tolerance: float, optional. Largest allowed scaled difference. Defaults to ``None``.
         min_agreement: float, optional. Smallest allowed argmax agreement. Defaults to ``None``.
 
     Example:
@@ -67,6 +70,12 @@ class ParityReport:
         return max(values, default=0.0)
 
     @property
+    def max_scaled_diff(self) -> float:
+        """Largest ``|candidate - reference| / max(1, |reference|)`` over every case and compared output."""
+        values = [v for case in self.cases for v in (case.max_scaled_diff or case.max_abs_diff).values()]
+        return max(values, default=0.0)
+
+    @property
     def agreement(self) -> float:
         """Fraction of all pixels whose argmax class is the same on both sides."""
         total = sum(case.n_pixels for case in self.cases)
@@ -74,15 +83,18 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        within = self.tolerance is None or self.max_abs_diff <= self.tolerance
+        within = self.tolerance is None or self.max_scaled_diff <= self.tolerance
         agrees = self.min_agreement is None or self.agreement >= self.min_agreement
         return within and agrees
 
     def failure(self) -> str:
         """Why the check failed, in one line ("" when it passed)."""
         reasons = []
-        if self.tolerance is not None and not self.max_abs_diff <= self.tolerance:
-            reasons.append(f"max |difference| {self.max_abs_diff:.3g} is above the tolerance {self.tolerance:.3g}")
+        if self.tolerance is not None and not self.max_scaled_diff <= self.tolerance:
+            reasons.append(
+                f"max |difference| / max(1, |reference|) {self.max_scaled_diff:.3g} is above the tolerance "
+                f"{self.tolerance:.3g} (max |difference| {self.max_abs_diff:.3g})"
+            )
         if self.min_agreement is not None and self.agreement < self.min_agreement:
             reasons.append(
                 f"argmax agreement {self.agreement:.2%} is below the required {self.min_agreement:.2%}"
@@ -96,6 +108,7 @@ class ParityReport:
             "tolerance": self.tolerance,
             "min_agreement": self.min_agreement,
             "max_abs_diff": self.max_abs_diff,
+            "max_scaled_diff": self.max_scaled_diff,
             "agreement": self.agreement,
             "passed": self.passed,
             "cases": [asdict(case) for case in self.cases],
@@ -116,7 +129,8 @@ class ParityReport:
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in [header, *rows]]
         limits = []
         if self.tolerance is not None:
-            limits.append(f"max |d| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.0e})")
+            limits.append(f"max |d| {self.max_abs_diff:.2e}, scaled by max(1, |reference|) {self.max_scaled_diff:.2e} "
+                          f"(tolerance {self.tolerance:.0e})")
         if self.min_agreement is not None:
             limits.append(f"agreement {self.agreement:.4%} (minimum {self.min_agreement:.2%})")
         lines.append(f"  {'passed' if self.passed else 'FAILED'}: " + ", ".join(limits or ["no limits"]))
@@ -151,15 +165,21 @@ def compare(
     cases = []
     for batch in batches:
         got, want = candidate(batch), reference(batch)
-        diffs = {}
+        diffs, scaled = {}, {}
         for name in sorted(set(got) & set(want) - {ARGMAX_KEY}):
             a, b = np.asarray(got[name], np.float64), np.asarray(want[name], np.float64)
             diff = float(np.max(np.abs(a - b))) if a.shape == b.shape and a.size else math.inf
             diffs[name] = math.inf if math.isnan(diff) else diff
+            if a.shape == b.shape and a.size:
+                ratio = float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))))
+                scaled[name] = math.inf if math.isnan(ratio) else ratio
+            else:
+                scaled[name] = math.inf
         got_classes, want_classes = class_map(got), class_map(want)
         agreement = float(np.mean(got_classes == want_classes)) if got_classes.shape == want_classes.shape else 0.0
         cases.append(ParityCase(
             batch_size=int(batch.shape[0]), height_px=int(batch.shape[1]), width_px=int(batch.shape[2]),
             max_abs_diff=diffs, agreement=agreement, n_pixels=int(np.prod(want_classes.shape)),
+            max_scaled_diff=scaled,
         ))
     return ParityReport(what, source, tuple(cases), tolerance, min_agreement)

@@ -256,15 +256,16 @@ class WeakSegmenter(keras.Model):
         ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
         """
         all_labels, all_logits, allowed = [], [], 0.0
-        n_items = sum(int(batch[0].shape[0]) for batch in batches)
-        for batch in batches:
+        sizes = [ops.cast(ops.shape(batch[0])[0], "float32") for batch in batches]
+        n_items = sum(sizes)
+        for batch, size in zip(batches, sizes):
             images, labels = batch[0], batch[1]
             low_res = self.segment_low_res(images, training=True)
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
             if self.allowed_class_weight:
-                share = int(images.shape[0]) / n_items
+                share = size / n_items
                 allowed = allowed + share * allowed_class_cross_entropy(all_labels[-1], low_res, valid)
         labels = ops.concatenate(all_labels, axis=0)
         logits = ops.concatenate(all_logits, axis=0)
