@@ -210,3 +210,15 @@ def test_allowed_class_loss_by_hand_with_padding_weights():
     assert got == pytest.approx(expected, rel=1e-6)
     # a background patch allows background only
     assert float(allowed_class_cross_entropy(np.array([0]), logits[:, :, :1])) == pytest.approx(-np.log(p[0, 0, 0, 0]), rel=1e-6)
+
+
+def test_recipe_default_of_the_allowed_class_loss_is_the_same_in_the_cli_and_run_training():
+    import inspect
+
+    from weaksegtf.cli.train import build_parser
+    from weaksegtf.training import DEFAULT_ALLOWED_CLASS_WEIGHT, run_training, train_weak_segmenter
+
+    args = build_parser().parse_args(["--masks", "m", "--out", "o", "--classes", "a,b"])
+    assert args.allowed_class_weight == DEFAULT_ALLOWED_CLASS_WEIGHT == 1.0
+    for function in (run_training, train_weak_segmenter):
+        assert inspect.signature(function).parameters["allowed_class_weight"].default == 1.0

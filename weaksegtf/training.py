@@ -34,6 +34,9 @@ LABEL_TILES = ("whole", "grid")
 SIZE_MULTIPLE = 16
 DEFAULT_BATCH_SIZE = 20  # section 2.3
 DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
+#: Weight of the allowed-class loss in weakseg-train's recipe: measured best on GlaS validation patients
+#: (docs/results.md); ``0.0`` is the paper's loss (classification cross-entropy alone).
+DEFAULT_ALLOWED_CLASS_WEIGHT = 1.0
 
 
 def image_labels_from_masks(masks: np.ndarray, ignore_value: int = IGNORE_VALUE) -> np.ndarray:
@@ -307,7 +310,7 @@ def train_weak_segmenter(
     best_epoch: bool = True,
     precise_batch_norm: bool = True,
     classification_weight: float = 1.0,
-    allowed_class_weight: float = 0.0,
+    allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -352,7 +355,8 @@ def train_weak_segmenter(
             with the best validation mean Dice (in inference mode). Defaults to ``True``.
         classification_weight: float. Weight of L_cls in the joint loss. Defaults to ``1.0`` (the paper's).
         allowed_class_weight: float. Weight of the allowed-class loss on the label
-            stream (``WeakSegmenter(allowed_class_weight=...)``). Defaults to ``0.0``.
+            stream (``WeakSegmenter(allowed_class_weight=...)``). Defaults to
+            :data:`DEFAULT_ALLOWED_CLASS_WEIGHT` (``1.0``); ``0.0`` is the paper's loss.
         precise_batch_norm: bool. After every epoch, re-estimate the batch-norm
             statistics of the encoder and decoder on the mask tiles
             (:mod:`weaksegtf.precise_batch_norm`). Defaults to ``True``.
@@ -572,7 +576,7 @@ def run_training(
     label_batch_size: int | None = None,
     best_epoch: bool = True,
     classification_weight: float = 1.0,
-    allowed_class_weight: float = 0.0,
+    allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
     model_card: dict | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:

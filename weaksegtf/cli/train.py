@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "as background-labelled patches")
     parser.add_argument("--classification-weight", type=float, default=1.0,
                         help="weight of the classification loss against the mask loss (default: %(default)s, the paper's)")
-    parser.add_argument("--allowed-class-weight", type=float, default=0.0,
+    parser.add_argument("--allowed-class-weight", type=float, default=1.0,
                         help="weight of the allowed-class loss: every pixel of an image labelled y should be "
-                        "background or y (default: %(default)s)")
+                        "background or y (default: %(default)s, measured best on GlaS validation patients; "
+                        "0 is the paper's loss)")
     parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                         help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
