@@ -11,10 +11,13 @@ the seed: paired). Runs:
 Every run uses ``weakseg-train``'s defaults apart from the options given here (the same for all runs). The
 exported ONNX model segments the test images with ``weakseg-infer``; ``weakseg-eval`` scores them. Gland
 Dice is the mean of the benign-gland and malignant-gland Dice. Resumable: a run whose ``eval/metrics.json``
-exists is not redone. Results go to ``OUT/scenario.csv`` and, with ``--results-md``, a section of
-docs/results.md.
+exists is not redone, and a run whose ``train/metrics.json`` exists is not retrained. ``--jobs 2`` runs two
+trainings at a time with one TensorFlow thread each (the same total work on 2 cores, and each run's time is
+then measured under that load). Results go to ``OUT/scenario.csv`` and ``OUT/summary.md``; validation-patient
+scores come from the training's whole-image validation in inference mode (``metrics.json``), which agrees
+with the exported model on the same images (tests/test_deployed_quality.py).
 
-    python benchmarks/glas_scenario.py --glas ../shared/data/glas-train --seeds 0 1 2 --out runs/scenario
+    python benchmarks/glas_scenario.py --glas ../shared/data/glas-train --seeds 0 1 2 --out runs/scenario --jobs 2
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +40,14 @@ CLASSES = "background,benign gland,malignant gland"
 RUNS = ("S", "S+C", "S-all")
 
 
-def run(command: list[str], log: Path) -> None:
+def run(command: list[str], log: Path, threads: int | None = None) -> None:
+    env = dict(os.environ)
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
     with open(log, "a") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         handle.flush()
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if result.returncode:
         sys.exit(f"{command[0]} failed (exit {result.returncode}); see {log}")
 
@@ -55,15 +62,19 @@ def split_folder(glas: Path, out: Path, seed: int, masked: int, downsample: int)
     return folder
 
 
-def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int) -> dict:
+def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int, threads: int | None = None) -> dict:
     mpp = json.loads((split / "split.json").read_text())["mpp"]
     run_dir = out / f"seed{seed}" / name
     eval_dir = run_dir / "eval"
     if (eval_dir / "metrics.json").is_file():
         return json.loads((run_dir / "row.json").read_text())
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    trained = (run_dir / "train" / "metrics.json").is_file()
+    for stale in ([run_dir] if not trained else [run_dir / p for p in ("model.onnx", "infer", "predictions")]):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "log.txt"
     masks = split / ("train_full" if name == "S-all" else "train_masks")
     command = ["weakseg-train", "--masks", str(masks), "--val", str(split / "val"), "--classes", CLASSES,
@@ -71,12 +82,11 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int)
                *train_args]
     if name == "S+C":
         command[3:3] = ["--labels", str(split / "train_labels")]
-    start = time.perf_counter()
-    run(command, log)
-    train_s = time.perf_counter() - start
+    if not trained:
+        run(command, log, threads)
     run(["weakseg-export", str(run_dir / "train" / "model.keras"), "--onnx", str(run_dir / "model.onnx")], log)
     run(["weakseg-infer", str(run_dir / "model.onnx"), str(split / "test" / "images"), "--out", str(run_dir / "infer"),
-         "--mpp", str(mpp), "--quiet", "--no-geojson"], log)
+         "--mpp", str(mpp), "--quiet", "--no-geojson"], log, threads)
     predictions = run_dir / "predictions"
     predictions.mkdir()
     for labels in sorted((run_dir / "infer").glob("*/labels.tif")):
@@ -85,10 +95,12 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int)
          "--classes", CLASSES, "--out", str(eval_dir)], log)
     test = json.loads((eval_dir / "metrics.json").read_text())
     train = json.loads((run_dir / "train" / "metrics.json").read_text())
-    dice = test["dice"]
+    dice, val = test["dice"], train["validation"]["dice"]
     row = {
-        "seed": seed, "run": name, "best_epoch": train.get("best_epoch"), "train_s": round(train_s, 1),
+        "seed": seed, "run": name, "best_epoch": train.get("best_epoch"),
+        "train_s": round(train["train_seconds"], 1), "threads": threads,
         "val_mean_dice": train["validation"]["mean_dice"],
+        "val_gland_dice": float(np.mean([val["benign gland"], val["malignant gland"]])),
         "test_dice_background": dice["background"], "test_dice_benign": dice["benign gland"],
         "test_dice_malignant": dice["malignant gland"],
         "test_gland_dice": float(np.mean([dice["benign gland"], dice["malignant gland"]])),
@@ -112,8 +124,9 @@ def gland_errors(confusion: np.ndarray) -> dict:
 def summarise(rows: list[dict]) -> str:
     by = {(r["seed"], r["run"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
-    lines = ["| run | seeds | gland Dice | benign | malignant | background | gland on stroma | grade confusion in glands | best epoch | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | seeds | val gland Dice | test gland Dice | test benign | test malignant | test background | "
+             "gland on stroma | grade confusion in glands | best epoch | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in RUNS:
         got = [by[(s, name)] for s in seeds if (s, name) in by]
         if not got:
@@ -123,20 +136,20 @@ def summarise(rows: list[dict]) -> str:
             values = np.array([g[key] for g in got], float)
             return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
-        lines.append(f"| {name} | {len(got)} | {stat('test_gland_dice')} | {stat('test_dice_benign')} | "
+        lines.append(f"| {name} | {len(got)} | {stat('val_gland_dice')} | {stat('test_gland_dice')} | {stat('test_dice_benign')} | "
                      f"{stat('test_dice_malignant')} | {stat('test_dice_background')} | {stat('gland_on_stroma')} | "
                      f"{stat('grade_confusion_in_glands')} | {stat('best_epoch')} | {stat('train_s')} |")
     lines.append("")
-    for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all")):
-        paired = [(by[(s, a)]["test_gland_dice"], by[(s, b)]["test_gland_dice"]) for s in seeds
-                  if (s, a) in by and (s, b) in by]
-        if len(paired) < 2:
-            continue
-        diff = np.array([x - y for x, y in paired])
-        low, high = bootstrap_ci(diff)  # weaksegtf.experiment_report's: percentile, 10,000 resamples
-        ratio = np.mean([x for x, _ in paired]) / np.mean([y for _, y in paired])
-        lines.append(f"- {a} − {b}, gland Dice, paired over {len(diff)} seeds: {diff.mean():+.3f} "
-                     f"(95% bootstrap CI {low:+.3f} to {high:+.3f}); {a} / {b} = {ratio:.2f}")
+    for key, where in (("val_gland_dice", "validation"), ("test_gland_dice", "test")):
+        for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all")):
+            paired = [(by[(s, a)][key], by[(s, b)][key]) for s in seeds if (s, a) in by and (s, b) in by]
+            if len(paired) < 2:
+                continue
+            diff = np.array([x - y for x, y in paired])
+            low, high = bootstrap_ci(diff)  # weaksegtf.experiment_report's: percentile, 10,000 resamples
+            ratio = np.mean([x for x, _ in paired]) / np.mean([y for _, y in paired])
+            lines.append(f"- {where} patients, {a} − {b}, gland Dice, paired over {len(diff)} seeds: "
+                         f"{diff.mean():+.3f} (95% bootstrap CI {low:+.3f} to {high:+.3f}); {a} / {b} = {ratio:.2f}")
     return "\n".join(lines)
 
 
@@ -149,14 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--downsample", type=int, default=2)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     parser.add_argument("--train-args", default="", help="extra weakseg-train options, as one string")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each with cores / jobs threads")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for seed in args.seeds:
-        split = split_folder(Path(args.glas), out, seed, args.masked, args.downsample)
-        for name in args.runs:
-            rows.append(one_run(name, split, out, args.train_args.split(), seed))
+    splits = {seed: split_folder(Path(args.glas), out, seed, args.masked, args.downsample) for seed in args.seeds}
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    plan = [(seed, name) for seed in args.seeds for name in args.runs]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one_run, name, splits[seed], out, args.train_args.split(), seed, threads)
+                   for seed, name in plan]
+        rows = []
+        for future in futures:  # in plan order; a failed run stops the benchmark with its log named
+            rows.append(future.result())
             print(json.dumps(rows[-1]), flush=True)
             with open(out / "scenario.csv", "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
