@@ -153,6 +153,31 @@ def summarise(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def overlays(out: Path, split: Path, seed: int, runs: list[str], n_images: int = 4) -> Path | None:
+    """Test images | truth | one column per run, for the first ``n_images`` test images (half of each grade)."""
+    import cv2
+    import tifffile
+
+    from weaksegtf.visualize import comparison_grid
+
+    masks_dir = split / "test" / "masks"
+    names = sorted(p.stem for p in masks_dir.glob("*.png"))
+    grades = {name: int(np.max(cv2.imread(str(masks_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED) % 255))
+              for name in names}
+    picked = [n for n in names if grades[n] == 1][: n_images // 2]
+    picked += [n for n in names if grades[n] == 2][: n_images - len(picked)]
+    columns = {}
+    for name in runs:
+        folder = out / f"seed{seed}" / name / "predictions"
+        if not all((folder / f"{n}.tif").is_file() for n in picked):
+            return None
+        columns[name] = [tifffile.imread(folder / f"{n}.tif") for n in picked]
+    images = [cv2.cvtColor(cv2.imread(str(split / "test" / "images" / f"{n}.png")), cv2.COLOR_BGR2RGB) for n in picked]
+    truths = [cv2.imread(str(masks_dir / f"{n}.png"), cv2.IMREAD_UNCHANGED) for n in picked]
+    return comparison_grid(images, truths, columns, CLASSES.split(","), out / f"overlays_seed{seed}.png",
+                           titles=picked, cell_px=256)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--glas", required=True)
@@ -182,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerows(rows)
     print(summarise(rows))
     (out / "summary.md").write_text(summarise(rows) + "\n")
+    picture = overlays(out, splits[args.seeds[0]], args.seeds[0], args.runs)
+    if picture is not None:
+        print(f"overlays: {picture}")
     return 0
 
 

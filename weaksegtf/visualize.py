@@ -50,7 +50,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float 
 def comparison_grid(
     images: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
-    predictions: Sequence[np.ndarray],
+    predictions: Sequence[np.ndarray] | dict[str, Sequence[np.ndarray]],
     class_names: Sequence[str],
     path: str | Path,
     titles: Sequence[str] | None = None,
@@ -58,10 +58,15 @@ def comparison_grid(
     max_rows: int = 8,
     cell_px: int = 192,
 ) -> Path:
-    """Write a PNG with rows of image | ground truth | prediction, plus a colour legend."""
+    """Write a PNG with rows of image | ground truth | prediction, plus a colour legend.
+
+    ``predictions`` may be a dict ``{column title: masks}`` to put several
+    models side by side (one prediction column each, in the dict's order).
+    """
     num_classes = len(class_names)
+    columns = dict(predictions) if isinstance(predictions, dict) else {"prediction": predictions}
     rows = []
-    for i, (image, truth, prediction) in enumerate(zip(images, truths, predictions)):
+    for i, (image, truth) in enumerate(zip(images, truths)):
         if i == max_rows:
             break
         scale = cell_px / max(image.shape[:2])
@@ -69,7 +74,8 @@ def comparison_grid(
         cells = [
             cv2.resize(image, size, interpolation=cv2.INTER_AREA),
             cv2.resize(colorize(truth, num_classes, colors), size, interpolation=cv2.INTER_NEAREST),
-            cv2.resize(overlay(image, prediction, num_classes, colors=colors), size, interpolation=cv2.INTER_AREA),
+            *(cv2.resize(overlay(image, masks[i], num_classes, colors=colors), size, interpolation=cv2.INTER_AREA)
+              for masks in columns.values()),
         ]
         row = np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in cells], axis=1)
         if titles is not None:
@@ -78,7 +84,9 @@ def comparison_grid(
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     header = np.full((24, width, 3), 255, np.uint8)
-    for x, text in zip((8, width // 3 + 8, 2 * width // 3 + 8), ("image", "ground truth", "prediction")):
+    names = ("image", "ground truth", *columns)
+    cell = rows[0].shape[1] // len(names)
+    for x, text in zip(range(8, width, cell), names):
         cv2.putText(header, text, (x, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     legend = np.full((24, width, 3), 255, np.uint8)
     table = palette(num_classes, colors)
