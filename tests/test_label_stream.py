@@ -222,3 +222,19 @@ def test_recipe_default_of_the_allowed_class_loss_is_the_same_in_the_cli_and_run
     assert args.allowed_class_weight == DEFAULT_ALLOWED_CLASS_WEIGHT == 1.0
     for function in (run_training, train_weak_segmenter):
         assert inspect.signature(function).parameters["allowed_class_weight"].default == 1.0
+
+
+def test_present_class_size_loss_by_hand():
+    from weaksegtf.losses import present_class_size_loss
+
+    logits = np.array([[[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], [[[0.0, 0.0, 3.0], [0.0, 0.0, 3.0]]]])
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    # image 0 labelled 1: share of class 1 over its two cells, the second counts half (padding)
+    share0 = (p[0, 0, 0, 1] * 1.0 + p[0, 0, 1, 1] * 0.5) / 1.5
+    valid = np.array([[[1.0, 0.5]], [[1.0, 1.0]]])
+    got = float(present_class_size_loss(np.array([1, 2]), logits, valid, min_share=0.4))
+    # image 1 labelled 2 covers p = 0.91 > 0.4: no penalty; mean over the two foreground-labelled images
+    assert got == pytest.approx(max(0.0, np.log(0.4) - np.log(share0)) / 2, rel=1e-6)
+    assert share0 < 0.4 and got > 0
+    # background-labelled items add nothing
+    assert float(present_class_size_loss(np.array([0, 0]), logits, valid, min_share=0.9)) == 0.0

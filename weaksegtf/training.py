@@ -311,6 +311,7 @@ def train_weak_segmenter(
     precise_batch_norm: bool = True,
     classification_weight: float = 1.0,
     allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
+    present_class_share: float = 0.0,
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -357,6 +358,9 @@ def train_weak_segmenter(
         allowed_class_weight: float. Weight of the allowed-class loss on the label
             stream (``WeakSegmenter(allowed_class_weight=...)``). Defaults to
             :data:`DEFAULT_ALLOWED_CLASS_WEIGHT` (``1.0``); ``0.0`` is the paper's loss.
+        present_class_share: float. Smallest expected share of an image's
+            labelled class (``WeakSegmenter(present_class_share=...)``); ``0.0``
+            (default) turns the present-class size loss off.
         precise_batch_norm: bool. After every epoch, re-estimate the batch-norm
             statistics of the encoder and decoder on the mask tiles
             (:mod:`weaksegtf.precise_batch_norm`). Defaults to ``True``.
@@ -416,6 +420,7 @@ def train_weak_segmenter(
         joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
         lowres_weight=lowres_weight, label_class_weights=label_class_weights,
         classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
+        present_class_share=present_class_share,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
@@ -577,6 +582,7 @@ def run_training(
     best_epoch: bool = True,
     classification_weight: float = 1.0,
     allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
+    present_class_share: float = 0.0,
     model_card: dict | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:
@@ -647,6 +653,7 @@ def run_training(
         lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
         background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
         classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
+        present_class_share=present_class_share,
     )
     train_seconds = time.perf_counter() - start
 
@@ -673,6 +680,9 @@ def run_training(
         "class_names": list(class_names),
         "class_weights": model.class_weights,
         "label_class_weights": model.label_class_weights,
+        "classification_weight": model.classification_weight,
+        "allowed_class_weight": model.allowed_class_weight,
+        "present_class_share": model.present_class_share,
     }
     overlay_path = None
     if val is not None and len(val):

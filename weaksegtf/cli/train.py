@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight of the allowed-class loss: every pixel of an image labelled y should be "
                         "background or y (default: %(default)s, measured best on GlaS validation patients; "
                         "0 is the paper's loss)")
+    parser.add_argument("--present-class-share", type=float, default=0.0, metavar="X",
+                        help="with X > 0, an image labelled y should have at least this share of y pixels "
+                        "(present-class size loss; default: %(default)s, off)")
     parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                         help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch, classification_weight=args.classification_weight,
-            allowed_class_weight=args.allowed_class_weight,
+            allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
             model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:

@@ -8,7 +8,7 @@
   label super-resolution from block labels (Zhao et al. 2019, eqs. 1-11).
 """
 
-from weaksegtf.losses.allowed_class_cross_entropy import allowed_class_cross_entropy
+from weaksegtf.losses.allowed_class_cross_entropy import allowed_class_cross_entropy, present_class_size_loss
 from weaksegtf.losses.block_statistics import block_statistics
 from weaksegtf.losses.instance_balanced_cross_entropy import (
     InstanceBalancedCrossEntropy,
@@ -43,6 +43,7 @@ __all__ = [
     "MinibatchBalancedCrossEntropy",
     "WeightedCrossEntropy",
     "allowed_class_cross_entropy",
+    "present_class_size_loss",
     "block_statistics",
     "class_weights_from_counts",
     "instance_balanced_cross_entropy",

@@ -40,3 +40,39 @@ def allowed_class_cross_entropy(labels, logits, valid=None, background: int = 0)
     per_pixel = -ops.logsumexp(masked, axis=-1)
     weights = ops.ones_like(per_pixel) if valid is None else ops.cast(valid, per_pixel.dtype)
     return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), keras.backend.epsilon())
+
+
+def present_class_size_loss(labels, logits, valid=None, min_share: float = 0.1, background: int = 0):
+    """Mean over foreground-labelled images of ``max(0, log(min_share) - log(share of y))``.
+
+    The other half of Pathak et al.'s constraints for image-level labels: a
+    class the image is labelled with is *present*, so its expected share of the
+    image's real pixels, ``mean_pixels p_y``, should be at least ``min_share``.
+    Without it, "background or y" is also satisfied by painting the whole image
+    background. Background-labelled items add nothing (their allowed set is
+    background alone). The log makes the penalty's gradient, while violated,
+    that of a cross-entropy on the share.
+
+    Args:
+        labels: int ``(B,)`` image-level labels.
+        logits: float ``(B, h, w, C)`` segmentation logits.
+        valid: optional float ``(B, h, w)``: weight of each pixel. Defaults to all ones.
+        min_share: float in (0, 1]. Smallest expected share of the labelled class.
+        background: int. The background class. Defaults to ``0``.
+
+    Example:
+    >>> float(present_class_size_loss(np.array([1]), np.zeros((1, 1, 1, 3)), min_share=0.5))  # log(0.5 / (1/3))
+    0.405...
+    """
+    logits = ops.convert_to_tensor(logits)
+    num_classes = logits.shape[-1]
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    probabilities = ops.softmax(logits, axis=-1)
+    one_hot = ops.cast(ops.one_hot(labels, num_classes), probabilities.dtype)
+    p_label = ops.sum(probabilities * one_hot[:, None, None, :], axis=-1)
+    weights = ops.ones_like(p_label) if valid is None else ops.cast(valid, p_label.dtype)
+    share = ops.sum(p_label * weights, axis=(1, 2)) / ops.maximum(ops.sum(weights, axis=(1, 2)), keras.backend.epsilon())
+    floor = ops.log(ops.cast(min_share, share.dtype))
+    penalty = ops.relu(floor - ops.log(ops.maximum(share, keras.backend.epsilon())))
+    foreground = ops.cast(ops.not_equal(labels, background), penalty.dtype)
+    return ops.sum(penalty * foreground) / ops.maximum(ops.sum(foreground), 1.0)

@@ -15,6 +15,7 @@ from weaksegtf.errors import ConfigError
 from weaksegtf.losses import (
     DEFAULT_GROUP_SIZE,
     allowed_class_cross_entropy,
+    present_class_size_loss,
     IGNORE_VALUE,
     instance_balanced_cross_entropy,
     inter_instance_loss,
@@ -118,6 +119,10 @@ class WeakSegmenter(keras.Model):
             label stream: every pixel of an image labelled ``y`` should be
             background or ``y`` (``weaksegtf.losses.allowed_class_cross_entropy``).
             Defaults to ``0.0`` (off: the paper's classifier path only).
+        present_class_share: float. With a value above 0, adds the
+            present-class size loss: the labelled class should cover at least
+            this share of an image labelled with it
+            (``weaksegtf.losses.present_class_size_loss``). Defaults to ``0.0`` (off).
         model_card: dict, optional. What deployment needs (class colours, training
             mpp, tile size, stain reference), saved inside the ``.keras`` file; see
             ``weaksegtf.model_card``. Defaults to ``None``.
@@ -151,6 +156,7 @@ class WeakSegmenter(keras.Model):
         lowres_weight: float = 1.0,
         label_class_weights: Sequence[float] | None = None,
         allowed_class_weight: float = 0.0,
+        present_class_share: float = 0.0,
         model_card: dict | None = None,
         **kwargs,
     ):
@@ -208,6 +214,9 @@ class WeakSegmenter(keras.Model):
             None if label_class_weights is None else [float(w) for w in label_class_weights]
         )
         self.allowed_class_weight = float(allowed_class_weight)
+        if not 0.0 <= float(present_class_share) <= 1.0:
+            raise ConfigError(f"present_class_share must be in [0, 1], got {present_class_share!r}")
+        self.present_class_share = float(present_class_share)
         self.model_card = None if model_card is None else dict(model_card)
 
         # === Trackers (listed in `metrics`, so fit() resets them every epoch) ===
@@ -255,7 +264,7 @@ class WeakSegmenter(keras.Model):
         background tiles); each runs its own forward pass, and the loss is
         ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
         """
-        all_labels, all_logits, allowed = [], [], 0.0
+        all_labels, all_logits, allowed, present = [], [], 0.0, 0.0
         sizes = [ops.cast(ops.shape(batch[0])[0], "float32") for batch in batches]
         n_items = sum(sizes)
         for batch, size in zip(batches, sizes):
@@ -264,13 +273,16 @@ class WeakSegmenter(keras.Model):
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
+            share = size / n_items
             if self.allowed_class_weight:
-                share = size / n_items
                 allowed = allowed + share * allowed_class_cross_entropy(all_labels[-1], low_res, valid)
+            if self.present_class_share:
+                present = present + share * present_class_size_loss(
+                    all_labels[-1], low_res, valid, self.present_class_share)
         labels = ops.concatenate(all_labels, axis=0)
         logits = ops.concatenate(all_logits, axis=0)
         loss = weighted_cross_entropy(labels, logits, self.label_class_weights, ignore_value=-1)
-        return loss + self.allowed_class_weight * allowed, (labels, logits)
+        return loss + self.allowed_class_weight * allowed + present, (labels, logits)
 
     def _valid_share(self, valid):
         """Share of real pixels in each cell of the classifier's input, ``(B, H, W)`` -> ``(B, h, w)``."""
@@ -429,6 +441,7 @@ class WeakSegmenter(keras.Model):
             "lowres_weight": self.lowres_weight,
             "label_class_weights": self.label_class_weights,
             "allowed_class_weight": self.allowed_class_weight,
+            "present_class_share": self.present_class_share,
             "model_card": self.model_card,
             "name": self.name,
             "trainable": self.trainable,
