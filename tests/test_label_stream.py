@@ -238,21 +238,3 @@ def test_present_class_size_loss_by_hand():
     assert share0 < 0.4 and got > 0
     # background-labelled items add nothing
     assert float(present_class_size_loss(np.array([0, 0]), logits, valid, min_share=0.9)) == 0.0
-
-
-def test_allowed_class_loss_means_over_each_image_then_weights_images_by_class():
-    from weaksegtf.losses import allowed_class_cross_entropy
-
-    rng = np.random.default_rng(3)
-    logits = rng.normal(size=(2, 2, 3, 3))
-    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    valid = np.array([[[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.ones((2, 3))])  # image 0: 3 real cells
-    per_item = [
-        -np.log(p[0, :, :, 0] + p[0, :, :, 1])[valid[0] > 0].mean(),  # labelled 1: background or 1
-        -np.log(p[1, :, :, 0] + p[1, :, :, 2]).mean(),  # labelled 2
-    ]
-    weights = np.array([0.25, 0.75])
-    got = float(allowed_class_cross_entropy(np.array([1, 2]), logits, valid, item_weights=weights))
-    assert got == pytest.approx(0.25 * per_item[0] + 0.75 * per_item[1], rel=1e-6)
-    plain = float(allowed_class_cross_entropy(np.array([1, 2]), logits, valid))
-    assert plain == pytest.approx(np.mean(per_item), rel=1e-6)

@@ -16,8 +16,8 @@ import keras
 from keras import ops
 
 
-def allowed_class_cross_entropy(labels, logits, valid=None, background: int = 0, item_weights=None):
-    """``-log(p_background + p_label)``, averaged over each image's real pixels, then over images.
+def allowed_class_cross_entropy(labels, logits, valid=None, background: int = 0):
+    """Mean over real pixels of ``-log(p_background + p_label)``.
 
     Args:
         labels: int ``(B,)`` image-level labels.
@@ -25,9 +25,6 @@ def allowed_class_cross_entropy(labels, logits, valid=None, background: int = 0,
         valid: optional float ``(B, h, w)``: weight of each pixel (the share of
             real, not padded, pixels in it). Defaults to all ones.
         background: int. The background class. Defaults to ``0``.
-        item_weights: optional float ``(B,)``: weight of each image in the mean
-            over images (the classification loss's class weights ``w[y_i]``).
-            Defaults to all ones.
 
     Example:
     >>> float(allowed_class_cross_entropy(np.array([1]), np.zeros((1, 1, 1, 3))))  # -log(2/3)
@@ -42,10 +39,7 @@ def allowed_class_cross_entropy(labels, logits, valid=None, background: int = 0,
     masked = ops.where(ops.cast(allowed[:, None, None, :], "bool"), log_p, ops.full_like(log_p, -1e9))
     per_pixel = -ops.logsumexp(masked, axis=-1)
     weights = ops.ones_like(per_pixel) if valid is None else ops.cast(valid, per_pixel.dtype)
-    eps = keras.backend.epsilon()
-    per_item = ops.sum(per_pixel * weights, axis=(1, 2)) / ops.maximum(ops.sum(weights, axis=(1, 2)), eps)
-    items = ops.ones_like(per_item) if item_weights is None else ops.cast(item_weights, per_item.dtype)
-    return ops.sum(per_item * items) / ops.maximum(ops.sum(items), eps)
+    return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), keras.backend.epsilon())
 
 
 def present_class_size_loss(labels, logits, valid=None, min_share: float = 0.1, background: int = 0):

@@ -262,31 +262,20 @@ class WeakSegmenter(keras.Model):
         ``batches`` holds ``(images, labels)`` or ``(images, labels, valid)``
         sub-batches (whole labelled images with their valid-pixel maps, and
         background tiles); each runs its own forward pass, and the loss is
-        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items. The
-        allowed-class loss is weighted by the same ``w[y_i]``, so the more
-        frequent label does not dominate what the other is allowed.
+        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
         """
         all_labels, all_logits, allowed, present = [], [], 0.0, 0.0
-        class_weights = None if self.label_class_weights is None else ops.convert_to_tensor(
-            self.label_class_weights, "float32")
-        item_weights, totals = [], []
-        for batch in batches:
-            labels = ops.reshape(ops.cast(batch[1], "int32"), (-1,))
-            known = ops.cast(ops.greater_equal(labels, 0), "float32")  # -1: ignored, as in the cross-entropy
-            weight = known if class_weights is None else known * ops.take(class_weights, ops.maximum(labels, 0))
-            item_weights.append(weight)
-            totals.append(ops.sum(weight))
-        total = sum(totals)
-        for batch, weight, sub_total in zip(batches, item_weights, totals):
+        sizes = [ops.cast(ops.shape(batch[0])[0], "float32") for batch in batches]
+        n_items = sum(sizes)
+        for batch, size in zip(batches, sizes):
             images, labels = batch[0], batch[1]
             low_res = self.segment_low_res(images, training=True)
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
-            share = sub_total / total  # the sub-batch's part of sum_i w[y_i]
+            share = size / n_items
             if self.allowed_class_weight:
-                allowed = allowed + share * allowed_class_cross_entropy(
-                    all_labels[-1], low_res, valid, item_weights=weight)
+                allowed = allowed + share * allowed_class_cross_entropy(all_labels[-1], low_res, valid)
             if self.present_class_share:
                 present = present + share * present_class_size_loss(
                     all_labels[-1], low_res, valid, self.present_class_share)
