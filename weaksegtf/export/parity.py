@@ -8,7 +8,7 @@ Serving's signature with Keras. numpy only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,15 +22,15 @@ _CLASS_SCORE_KEYS = ("mask_logits", "mask_probabilities")
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One input batch: its shape, the largest difference per output, and argmax agreement."""
+    """One input batch: its shape, the largest plain and scaled difference per output, and argmax agreement."""
 
     batch_size: int
     height_px: int
     width_px: int
     max_abs_diff: dict[str, float]
+    max_scaled_diff: dict[str, float]
     agreement: float
     n_pixels: int
-    max_scaled_diff: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class ParityReport:
     The check passes when the largest difference of any compared output,
     scaled by ``max(1, |reference value|)`` (``numpy.isclose`` with
     ``atol = rtol = tolerance``: float32 keeps about 7 significant digits, so
-    a logit of 300 cannot agree to 1e-4 absolute), stays within ``tolerance`` and the pixel-weighted argmax agreement
-    reaches ``min_agreement`` (either check is skipped when ``None``).
+    a logit of 300 cannot agree to 1e-4 absolute), stays within
+    ``tolerance`` and the pixel-weighted argmax agreement reaches ``min_agreement`` (either check is skipped when ``None``).
 
     Args:
         what: str. What was compared, such as ``"onnxruntime fp32 vs Keras"``.
@@ -72,7 +72,7 @@ class ParityReport:
     @property
     def max_scaled_diff(self) -> float:
         """Largest ``|candidate - reference| / max(1, |reference|)`` over every case and compared output."""
-        values = [v for case in self.cases for v in (case.max_scaled_diff or case.max_abs_diff).values()]
+        values = [v for case in self.cases for v in case.max_scaled_diff.values()]
         return max(values, default=0.0)
 
     @property
@@ -147,6 +147,11 @@ def class_map(outputs: Outputs) -> np.ndarray:
     raise KeyError(f"outputs {sorted(outputs)} hold no mask; expected one of {[ARGMAX_KEY, *_CLASS_SCORE_KEYS]}")
 
 
+def _finite_or_inf(value) -> float:
+    """A NaN difference counts as the largest possible one."""
+    return math.inf if math.isnan(value) else float(value)
+
+
 def compare(
     candidate: Runner,
     reference: Runner,
@@ -168,18 +173,17 @@ def compare(
         diffs, scaled = {}, {}
         for name in sorted(set(got) & set(want) - {ARGMAX_KEY}):
             a, b = np.asarray(got[name], np.float64), np.asarray(want[name], np.float64)
-            diff = float(np.max(np.abs(a - b))) if a.shape == b.shape and a.size else math.inf
-            diffs[name] = math.inf if math.isnan(diff) else diff
-            if a.shape == b.shape and a.size:
-                ratio = float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))))
-                scaled[name] = math.inf if math.isnan(ratio) else ratio
-            else:
-                scaled[name] = math.inf
+            if a.shape != b.shape or not a.size:
+                diffs[name] = scaled[name] = math.inf
+                continue
+            error = np.abs(a - b)
+            diffs[name] = _finite_or_inf(np.max(error))
+            scaled[name] = _finite_or_inf(np.max(error / np.maximum(1.0, np.abs(b))))
         got_classes, want_classes = class_map(got), class_map(want)
         agreement = float(np.mean(got_classes == want_classes)) if got_classes.shape == want_classes.shape else 0.0
         cases.append(ParityCase(
             batch_size=int(batch.shape[0]), height_px=int(batch.shape[1]), width_px=int(batch.shape[2]),
-            max_abs_diff=diffs, agreement=agreement, n_pixels=int(np.prod(want_classes.shape)),
-            max_scaled_diff=scaled,
+            max_abs_diff=diffs, max_scaled_diff=scaled, agreement=agreement,
+            n_pixels=int(np.prod(want_classes.shape)),
         ))
     return ParityReport(what, source, tuple(cases), tolerance, min_agreement)

@@ -14,14 +14,14 @@ from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.errors import ConfigError
 from weaksegtf.losses import (
     DEFAULT_GROUP_SIZE,
-    allowed_class_cross_entropy,
-    present_class_size_loss,
     IGNORE_VALUE,
+    allowed_class_cross_entropy,
     instance_balanced_cross_entropy,
     inter_instance_loss,
     intra_instance_loss,
     intra_inter_instance_loss,
     minibatch_balanced_cross_entropy,
+    present_class_size_loss,
     weighted_cross_entropy,
 )
 from weaksegtf.metrics.keras_metrics import DiceScore, MeanIoU, PixelAccuracy
