@@ -164,3 +164,26 @@ def test_augmented_streams_keep_shapes_and_dtypes():
     assert tuple(batch["mask"][1].shape) == (2, 32, 32)
     # Masks stay class indices after geometric augmentation (nearest resampling).
     assert set(np.unique(batch["mask"][1].numpy())) <= {0, 1, 2}
+
+
+def test_cosine_schedule_halves_at_mid_training_and_ends_near_zero():
+    from weaksegtf.training import learning_rate_schedule
+
+    assert learning_rate_schedule(1e-3, "constant", 100) == 1e-3
+    cosine = learning_rate_schedule(1e-3, "cosine", 100)
+    expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * step / 100)) for step in (0, 25, 50, 100)]
+    assert [float(cosine(step)) for step in (0, 25, 50, 100)] == pytest.approx(expected, abs=1e-9)
+    with pytest.raises(ConfigError, match="lr_schedule 'linear' is unknown; expected one of"):
+        learning_rate_schedule(1e-3, "linear", 100)
+
+
+def test_cosine_training_decays_over_all_updates_and_is_recorded(tmp_path):
+    from weaksegtf.training import train_weak_segmenter
+
+    mx, my, _ = _arrays(4)
+    model, _ = train_weak_segmenter(mx, my, None, None, num_classes=3, mode="S", epochs=2, steps_per_epoch=3,
+                                    batch_size=2, learning_rate=1e-3, lr_schedule="cosine", verbose=0)
+    optimizer = model.optimizer
+    assert int(optimizer.iterations) == 6
+    # after 6 of 6 updates the half cosine has reached 0
+    assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

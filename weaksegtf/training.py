@@ -37,6 +37,8 @@ DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
 #: Weight of the allowed-class loss in weakseg-train's recipe: measured best on GlaS validation patients
 #: (docs/results.md); ``0.0`` is the paper's loss (classification cross-entropy alone).
 DEFAULT_ALLOWED_CLASS_WEIGHT = 1.0
+#: Learning-rate schedules of ``train_weak_segmenter(lr_schedule=...)``.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def image_labels_from_masks(masks: np.ndarray, ignore_value: int = IGNORE_VALUE) -> np.ndarray:
@@ -287,6 +289,7 @@ def train_weak_segmenter(
     batch_size: int = DEFAULT_BATCH_SIZE,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     steps_per_epoch: int | None = None,
+    lr_schedule: str = "constant",
     class_weights: str | Sequence[float] | None = "auto",
     update: str = "joint",
     augment: bool = False,
@@ -328,6 +331,9 @@ def train_weak_segmenter(
             or ``None`` (unweighted). Only for ``segmentation_loss="weighted_ce"``;
             ``"auto"`` means ``None`` for the balanced losses. Defaults to ``"auto"``.
         update: ``"joint"`` (paper, default) or ``"sequential"``.
+        lr_schedule: ``"constant"`` (the paper's) or ``"cosine"``: the learning
+            rate falls from ``learning_rate`` to 0 along a half cosine over all
+            ``epochs * steps_per_epoch`` updates. Defaults to ``"constant"``.
         encoder_weights: optional ``.pth`` (torchvision) or ``.weights.h5`` file (ResNet-18 only).
         architecture: ``"resnet18"`` (Ciga & Martel) or ``"unet"`` (Bokhorst et al.).
             Defaults to ``"resnet18"``.
@@ -424,12 +430,14 @@ def train_weak_segmenter(
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999))
     dataset, steps = make_train_dataset(
         mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment,
         lowres_images=lowres_images, block_labels=block_labels, background_images=background_images,
         label_batch_size=label_batch_size,
     )
+    steps_per_epoch = steps_per_epoch or steps
+    schedule = learning_rate_schedule(learning_rate, lr_schedule, epochs * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999))
     # Order matters: statistics first, so validation and the kept epoch use them.
     own_callbacks, selection = [], None
     if precise_batch_norm and mask_images is not None and len(mask_images):
@@ -449,12 +457,29 @@ def train_weak_segmenter(
     history = model.fit(
         dataset,
         epochs=epochs,
-        steps_per_epoch=steps_per_epoch or steps,
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
     )
     history.whole_image_validation = selection
     return model, history
+
+
+def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int):
+    """The optimizer's learning rate: a float (``"constant"``) or a half-cosine decay to 0 (``"cosine"``).
+
+    >>> learning_rate_schedule(1e-3, "constant", 100)
+    0.001
+    >>> round(float(learning_rate_schedule(1e-3, "cosine", 100)(50)), 6)
+    0.0005
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ConfigError(f"lr_schedule {schedule!r} is unknown; expected one of {LR_SCHEDULES}")
+    if schedule == "constant":
+        return learning_rate
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, int(total_steps)))
 
 
 def _load_joint_table(joint_table):
@@ -561,6 +586,7 @@ def run_training(
     steps_per_epoch: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     learning_rate: float = DEFAULT_LEARNING_RATE,
+    lr_schedule: str = "constant",
     class_weights: str | Sequence[float] | None = "auto",
     update: str = "joint",
     augment: bool = False,
@@ -647,7 +673,7 @@ def run_training(
         mask_x, mask_y, label_x, label_y,
         num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
         epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
-        class_weights=class_weights, update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
+        lr_schedule=lr_schedule, class_weights=class_weights, update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
         architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
         lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
         lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
@@ -683,6 +709,9 @@ def run_training(
         "classification_weight": model.classification_weight,
         "allowed_class_weight": model.allowed_class_weight,
         "present_class_share": model.present_class_share,
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "augment": bool(augment),
     }
     overlay_path = None
     if val is not None and len(val):

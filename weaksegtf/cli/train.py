@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=20, help="batch size of each stream (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam learning rate; the paper's 1e-4 needs about 5,000 updates (default: %(default)s)")
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                        help="constant, or a half cosine from --lr to 0 over all updates (default: %(default)s)")
     parser.add_argument("--update", default="joint", choices=["joint", "sequential"],
                         help="one update on L_seg + L_cls, or two sequential updates (default: %(default)s)")
     parser.add_argument("--class-weights", default="auto",
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             masks, labels, val, args.out, class_names=class_names, mode=args.mode,
             tile_size_px=args.tile_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch or None,
             batch_size=args.batch_size,
-            learning_rate=args.lr, class_weights=parse_class_weights(args.class_weights),
+            learning_rate=args.lr, lr_schedule=args.lr_schedule, class_weights=parse_class_weights(args.class_weights),
             update=args.update, augment=args.augment, encoder_weights=args.encoder_weights, seed=args.seed,
             architecture=args.architecture, unet_filters=args.unet_filters, segmentation_loss=args.loss,
             train_lowres=lowres, joint_table=table, lowres_loss=args.lowres_loss,
