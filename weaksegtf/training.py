@@ -503,13 +503,18 @@ def predict_image(model, image: np.ndarray, min_size_px: int = 0) -> np.ndarray:
     changes what the network sees near the image's edges. With the inference
     tile as ``min_size_px``, the scores training reports are those of deployment.
     """
+    return image_logits(model, image, min_size_px).argmax(-1).astype(np.uint8)
+
+
+def image_logits(model, image: np.ndarray, min_size_px: int = 0) -> np.ndarray:
+    """Segmentation logits ``(H, W, C)`` of one image, padded as in :func:`predict_image`, in inference mode."""
     height, width = image.shape[:2]
     pad_y = max(min_size_px, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE) - height
     pad_x = max(min_size_px, -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE) - width
     widths = ((0, pad_y), (0, pad_x), (0, 0))
     padded = np.pad(image, widths, constant_values=IMAGE_PAD_VALUE) if pad_y or pad_x else image
     logits = model(padded[None].astype(np.float32), training=False)["mask"]
-    return np.asarray(logits)[0, :height, :width].argmax(-1).astype(np.uint8)
+    return np.asarray(logits)[0, :height, :width]
 
 
 def evaluate_images(
@@ -609,6 +614,8 @@ def run_training(
     classification_weight: float = 1.0,
     allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
     present_class_share: float = 0.0,
+    self_training: bool = False,
+    pseudo_confidence: float = 0.9,
     model_card: dict | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:
@@ -627,6 +634,11 @@ def run_training(
     (``best_epoch``). ``train_lowres`` is a ``LabelSet`` whose labels are
     low-resolution labels (rows of ``joint_table``): each of its images is one
     block and is used whole, so they must share one size, a multiple of 16.
+    With ``self_training`` (whole labelled images, a mode with masks and
+    labels), a second training runs from scratch on the masks plus the
+    labelled images' label-constrained pseudo-masks drawn by the first model
+    (:mod:`weaksegtf.pseudo_labels`, ``pseudo_confidence``), with the same
+    label stream and validation; the second model is the one written.
     Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
     ``predictions.png`` (image | truth | prediction) into ``out_dir``. The
     other arguments are those of :func:`train_weak_segmenter`.
@@ -645,6 +657,10 @@ def run_training(
         raise ConfigError(f"label_tiles {label_tiles!r} is unknown; expected one of {LABEL_TILES}")
     if tile_size_px % 16:
         raise ConfigError(f"tile_size_px must be a multiple of 16, got {tile_size_px}")
+    if self_training and (label_tiles != "whole" or mode not in ("S+C", "S+C*")
+                          or not train_labels or not train_masks):
+        raise ConfigError("self-training needs masks and whole labelled images (label_tiles='whole') "
+                          f"in mode S+C or S+C*; got mode {mode}, label_tiles {label_tiles!r}")
     outputs = check_training_request(out_dir, class_names=class_names, epochs=epochs, tile_size_px=tile_size_px,
                                      model_card=model_card, overwrite=overwrite, settings=settings)
     out_dir = Path(out_dir)
@@ -668,19 +684,43 @@ def run_training(
     if train_lowres is not None and len(train_lowres):
         lowres_x, lowres_z = _whole_blocks(train_lowres)
 
+    def train(mask_images, masks):
+        return train_weak_segmenter(
+            mask_images, masks, label_x, label_y,
+            num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
+            epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
+            lr_schedule=lr_schedule, class_weights=class_weights, update=update, augment=augment, seed=seed,
+            encoder_weights=encoder_weights, verbose=verbose,
+            architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
+            lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
+            lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
+            background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
+            classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
+            present_class_share=present_class_share,
+        )
+
     start = time.perf_counter()
-    model, history = train_weak_segmenter(
-        mask_x, mask_y, label_x, label_y,
-        num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
-        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
-        lr_schedule=lr_schedule, class_weights=class_weights, update=update, augment=augment, seed=seed, encoder_weights=encoder_weights, verbose=verbose,
-        architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
-        lowres_images=lowres_x, block_labels=lowres_z, joint_table=joint_table, lowres_loss=lowres_loss,
-        lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
-        background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
-        classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
-        present_class_share=present_class_share,
-    )
+    model, history = train(mask_x, mask_y)
+    first_round = None
+    if self_training:
+        from weaksegtf.pseudo_labels import pseudo_mask_set
+
+        if verbose:
+            print(f"self-training: pseudo-masks of {len(label_x)} labelled images, then a second training", flush=True)
+        pseudo = pseudo_mask_set(model, label_x, label_y, pseudo_confidence, inference_tile_px(tile_size_px))
+        pseudo_x, pseudo_y = mask_set_to_arrays(pseudo, tile_size_px)
+        annotated = (pseudo_y != IGNORE_VALUE).mean((1, 2)) > 0  # tiles with something to learn
+        selection = history.whole_image_validation
+        first_round = {
+            "best_epoch": selection.best_epoch if selection is not None and best_epoch else None,
+            "validation": selection.best_metrics if selection is not None and best_epoch else None,
+            "pseudo_confidence": pseudo_confidence,
+            "pseudo_annotated_share": float(np.mean([(m != IGNORE_VALUE).mean() for m in pseudo.masks])),
+            "n_pseudo_tiles": int(annotated.sum()),
+            "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        }
+        model, history = train(np.concatenate([mask_x, pseudo_x[annotated]]),
+                               np.concatenate([mask_y, pseudo_y[annotated]]))
     train_seconds = time.perf_counter() - start
 
     model_path = out_dir / "model.keras"
@@ -712,6 +752,7 @@ def run_training(
         "learning_rate": learning_rate,
         "lr_schedule": lr_schedule,
         "augment": bool(augment),
+        "self_training": first_round,
     }
     overlay_path = None
     if val is not None and len(val):

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--present-class-share", type=float, default=0.0, metavar="X",
                         help="with X > 0, an image labelled y should have at least this share of y pixels "
                         "(present-class size loss; default: %(default)s, off)")
+    parser.add_argument("--self-training", action="store_true",
+                        help="S+C: train, draw each labelled image's mask (background or its label, where the model "
+                        "is sure), and train again from scratch on masks + these pseudo-masks")
+    parser.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
+                        help="with --self-training, pixels whose background or foreground probability is below P "
+                        "stay unannotated (default: %(default)s)")
     parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                         help="with --val, keep the last epoch instead of the best one on --val")
     parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch, classification_weight=args.classification_weight,
             allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-            model_card=card, overwrite=args.overwrite,
+            self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:
         return fail(str(error))
