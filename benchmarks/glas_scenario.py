@@ -6,7 +6,10 @@ the seed: paired). Runs:
 
 - ``S``: the masked images alone;
 - ``S+C``: the masked images plus every other training image with only its grade (whole images);
-- ``S-all``: every training image with its mask (the fully supervised reference).
+- ``S-all``: every training image with its mask (the fully supervised reference);
+- ``S+C+ST``: S+C, then self-training (``--self-training``): the S+C model draws each labelled image's
+  mask (background or the image's grade), and a second training runs on the masks plus these pseudo-masks.
+  Its first round is S+C: the row also carries that round's validation scores (``round1_val_gland_dice``).
 
 Every run uses ``weakseg-train``'s defaults apart from the options given here (the same for all runs). The
 exported ONNX model segments the test images with ``weakseg-infer``; ``weakseg-eval`` scores them. Gland
@@ -37,7 +40,7 @@ import numpy as np
 from weaksegtf.experiment_report import bootstrap_ci
 
 CLASSES = "background,benign gland,malignant gland"
-RUNS = ("S", "S+C", "S-all")
+RUNS = ("S", "S+C", "S-all", "S+C+ST")
 
 
 def run(command: list[str], log: Path, threads: int | None = None) -> None:
@@ -78,10 +81,12 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int,
     log = run_dir / "log.txt"
     masks = split / ("train_full" if name == "S-all" else "train_masks")
     command = ["weakseg-train", "--masks", str(masks), "--val", str(split / "val"), "--classes", CLASSES,
-               "--mode", "S" if name != "S+C" else "S+C", "--seed", str(seed), "--out", str(run_dir / "train"),
+               "--mode", "S+C" if name.startswith("S+C") else "S", "--seed", str(seed), "--out", str(run_dir / "train"),
                *train_args]
-    if name == "S+C":
+    if name.startswith("S+C"):
         command[3:3] = ["--labels", str(split / "train_labels")]
+    if name == "S+C+ST":
+        command.append("--self-training")
     if not trained:
         run(command, log, threads)
     run(["weakseg-export", str(run_dir / "train" / "model.keras"), "--onnx", str(run_dir / "model.onnx")], log)
@@ -107,6 +112,11 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int,
         "test_mean_dice": float(np.nanmean(list(dice.values()))),
         **gland_errors(np.asarray(test["confusion_matrix"])),
     }
+    first = train.get("self_training")
+    if first and first.get("validation"):
+        dice1 = first["validation"]["dice"]
+        row["round1_val_gland_dice"] = float(np.mean([dice1["benign gland"], dice1["malignant gland"]]))
+        row["round1_best_epoch"] = first["best_epoch"]
     (run_dir / "row.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -141,7 +151,8 @@ def summarise(rows: list[dict]) -> str:
                      f"{stat('grade_confusion_in_glands')} | {stat('best_epoch')} | {stat('train_s')} |")
     lines.append("")
     for key, where in (("val_gland_dice", "validation"), ("test_gland_dice", "test")):
-        for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all")):
+        for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all"), ("S+C+ST", "S"), ("S+C+ST", "S-all"),
+                     ("S+C+ST", "S+C")):
             paired = [(by[(s, a)][key], by[(s, b)][key]) for s in seeds if (s, a) in by and (s, b) in by]
             if len(paired) < 2:
                 continue
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(future.result())
             print(json.dumps(rows[-1]), flush=True)
             with open(out / "scenario.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
                 writer.writeheader()
                 writer.writerows(rows)
     print(summarise(rows))

@@ -39,6 +39,8 @@ DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
 DEFAULT_ALLOWED_CLASS_WEIGHT = 1.0
 #: Learning-rate schedules of ``train_weak_segmenter(lr_schedule=...)``.
 LR_SCHEDULES = ("constant", "cosine")
+#: Augmentations of ``make_train_dataset(augment=...)``.
+AUGMENTATIONS = ("none", "light", "full")
 
 
 def image_labels_from_masks(masks: np.ndarray, ignore_value: int = IGNORE_VALUE) -> np.ndarray:
@@ -121,7 +123,7 @@ def make_train_dataset(
     labels: np.ndarray | None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
-    augment: bool = False,
+    augment: bool | str = False,
     lowres_images: np.ndarray | None = None,
     block_labels: np.ndarray | None = None,
     background_images: np.ndarray | None = None,
@@ -143,10 +145,14 @@ def make_train_dataset(
     labelled background, batched so that their share of each step matches
     their share of the classification items.
 
-    Augmentation (``augment=True``): masks get the full geometric and colour
-    augmentation; whole labelled images and background tiles get flips, 90°
-    rotations and colour jitter (an image-level label does not move); the
-    low-resolution stream gets colour only, as its block labels would move.
+    Augmentation (``augment``: ``"none"``/``False``, ``"light"``, ``"full"``/``True``):
+    ``"full"`` gives masks the whole :class:`weaksegtf.augment.Augmenter`
+    (flips, rotations, elastic deformation, blur, colour); ``"light"`` gives
+    them a random flip, 90° rotation and mild colour jitter, in TensorFlow ops
+    (no elastic deformation or blur, several times cheaper). Whole labelled
+    images and background tiles get flips, 90° rotations and colour jitter (an
+    image-level label does not move); the low-resolution stream gets colour
+    only, as its block labels would move.
     """
     import tensorflow as tf
 
@@ -161,13 +167,18 @@ def make_train_dataset(
         steps.append(math.ceil(len(x) / size))
         return ds.batch(size, drop_remainder=True)
 
+    augment = augmentation_mode(augment)
     mask_aug = label_aug = tile_aug = None
-    if augment:
+    if augment == "full":
         from weaksegtf.augment_tf import tf_augment, tf_augment_colour
 
         mask_aug = tf_augment
         label_aug = lambda image, label: (tf_augment_colour(image), label)  # noqa: E731
         tile_aug = lambda image, label: (tf_augment_colour(_flip_rotate(image, tf)), label)  # noqa: E731
+    elif augment == "light":
+        mask_aug = lambda image, mask: _light_augment(image, mask, tf)  # noqa: E731
+        label_aug = lambda image, label: (_colour_jitter(image, tf), label)  # noqa: E731
+        tile_aug = lambda image, label: (_colour_jitter(_flip_rotate(image, tf), tf), label)  # noqa: E731
     if mask_images is not None and len(mask_images):
         streams["mask"] = stream(mask_images, masks.astype(np.int32), mask_aug, batch_size)
     whole = label_images is not None and not isinstance(label_images, np.ndarray)
@@ -196,13 +207,42 @@ def make_train_dataset(
     return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE), max(steps or [1])
 
 
+def augmentation_mode(augment: bool | str) -> str:
+    """``"none"``, ``"light"`` or ``"full"`` from ``augment`` (``True`` is ``"full"``, ``False`` is ``"none"``)."""
+    if augment is True or augment is False:
+        return "full" if augment else "none"
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"augment {augment!r} is unknown; expected one of {AUGMENTATIONS}")
+    return augment
+
+
+def _light_augment(image, mask, tf):
+    """The same random flip and 90° rotation of a tile and its mask, then colour jitter of the tile."""
+    flip = tf.random.uniform(()) < 0.5
+    turns = tf.random.uniform((), 0, 4, dtype=tf.int32)
+    image = tf.image.rot90(tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image), turns)
+    mask = mask[..., None]
+    mask = tf.image.rot90(tf.cond(flip, lambda: tf.image.flip_left_right(mask), lambda: mask), turns)[..., 0]
+    return _colour_jitter(image, tf), mask
+
+
+def _colour_jitter(image, tf):
+    """Mild colour jitter of a uint8 image (brightness ±0.05, contrast and saturation ×0.9-1.1, hue ±0.02)."""
+    x = tf.cast(image, tf.float32) / 255.0
+    x = tf.image.random_brightness(x, 0.05)
+    x = tf.image.random_contrast(x, 0.9, 1.1)
+    x = tf.image.random_saturation(x, 0.9, 1.1)
+    x = tf.image.random_hue(x, 0.02)
+    return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+
+
 def _flip_rotate(image, tf):
     """A random flip and 90° rotation of one ``(H, W, 3)`` image (its shape may change)."""
     image = tf.image.random_flip_left_right(image)
     return tf.image.rot90(image, tf.random.uniform((), 0, 4, dtype=tf.int32))
 
 
-def _whole_image_stream(images: Sequence[np.ndarray], labels: np.ndarray, batch_size: int, seed: int, augment: bool, tf):
+def _whole_image_stream(images: Sequence[np.ndarray], labels: np.ndarray, batch_size: int, seed: int, augment: str, tf):
     """Batches ``(images, labels, valid)`` of whole images padded to a common size."""
     labels = np.asarray(labels, np.int32).reshape(-1)
 
@@ -214,10 +254,12 @@ def _whole_image_stream(images: Sequence[np.ndarray], labels: np.ndarray, batch_
 
     signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32))
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if augment:
+    if augment == "full":
         from weaksegtf.augment_tf import tf_augment_colour
 
         ds = ds.map(lambda x, y: (tf_augment_colour(_flip_rotate(x, tf)), y), num_parallel_calls=tf.data.AUTOTUNE)
+    elif augment == "light":
+        ds = ds.map(lambda x, y: (_colour_jitter(_flip_rotate(x, tf), tf), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     def pad16(image, label):
         height, width = tf.shape(image)[0], tf.shape(image)[1]
@@ -292,7 +334,7 @@ def train_weak_segmenter(
     lr_schedule: str = "constant",
     class_weights: str | Sequence[float] | None = "auto",
     update: str = "joint",
-    augment: bool = False,
+    augment: bool | str = False,
     seed: int = 0,
     encoder_weights: str | Path | None = None,
     mask_labels: np.ndarray | None = None,
@@ -594,7 +636,7 @@ def run_training(
     lr_schedule: str = "constant",
     class_weights: str | Sequence[float] | None = "auto",
     update: str = "joint",
-    augment: bool = False,
+    augment: bool | str = False,
     seed: int = 0,
     encoder_weights: str | Path | None = None,
     verbose: int | str = 2,
@@ -637,8 +679,9 @@ def run_training(
     With ``self_training`` (whole labelled images, a mode with masks and
     labels), a second training runs from scratch on the masks plus the
     labelled images' label-constrained pseudo-masks drawn by the first model
-    (:mod:`weaksegtf.pseudo_labels`, ``pseudo_confidence``), with the same
-    label stream and validation; the second model is the one written.
+    (:mod:`weaksegtf.pseudo_labels`, ``pseudo_confidence``), as mode S (the
+    pseudo-masks carry the labels), with the same validation; the second
+    model is the one written.
     Writes ``model.keras``, ``history.csv``, ``metrics.json`` and
     ``predictions.png`` (image | truth | prediction) into ``out_dir``. The
     other arguments are those of :func:`train_weak_segmenter`.
@@ -684,9 +727,9 @@ def run_training(
     if train_lowres is not None and len(train_lowres):
         lowres_x, lowres_z = _whole_blocks(train_lowres)
 
-    def train(mask_images, masks):
+    def train(mask_images, masks, label_images, labels, mode):
         return train_weak_segmenter(
-            mask_images, masks, label_x, label_y,
+            mask_images, masks, label_images, labels,
             num_classes=num_classes, class_names=class_names, mode=mode, validation=validation,
             epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
             lr_schedule=lr_schedule, class_weights=class_weights, update=update, augment=augment, seed=seed,
@@ -700,7 +743,7 @@ def run_training(
         )
 
     start = time.perf_counter()
-    model, history = train(mask_x, mask_y)
+    model, history = train(mask_x, mask_y, label_x, label_y, mode)
     first_round = None
     if self_training:
         from weaksegtf.pseudo_labels import pseudo_mask_set
@@ -719,8 +762,9 @@ def run_training(
             "n_pseudo_tiles": int(annotated.sum()),
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         }
+        # The pseudo-masks carry the labels now: the second training is on masks alone.
         model, history = train(np.concatenate([mask_x, pseudo_x[annotated]]),
-                               np.concatenate([mask_y, pseudo_y[annotated]]))
+                               np.concatenate([mask_y, pseudo_y[annotated]]), None, None, "S")
     train_seconds = time.perf_counter() - start
 
     model_path = out_dir / "model.keras"
@@ -751,7 +795,7 @@ def run_training(
         "present_class_share": model.present_class_share,
         "learning_rate": learning_rate,
         "lr_schedule": lr_schedule,
-        "augment": bool(augment),
+        "augment": augmentation_mode(augment),
         "self_training": first_round,
     }
     overlay_path = None

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(present-class size loss; default: %(default)s, off)")
     parser.add_argument("--self-training", action="store_true",
                         help="S+C: train, draw each labelled image's mask (background or its label, where the model "
-                        "is sure), and train again from scratch on masks + these pseudo-masks")
+                        "is sure), and train again from scratch on the masks + these pseudo-masks")
     parser.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
                         help="with --self-training, pixels whose background or foreground probability is below P "
                         "stay unannotated (default: %(default)s)")
@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one update on L_seg + L_cls, or two sequential updates (default: %(default)s)")
     parser.add_argument("--class-weights", default="auto",
                         help="'auto' (inverse pixel frequency), 'none', or comma-separated floats (default: %(default)s)")
-    parser.add_argument("--augment", action="store_true", help="flips, rotations, elastic, blur and colour jitter")
+    parser.add_argument("--augment", nargs="?", const="full", default="none", choices=["none", "light", "full"],
+                        help="light: flips, 90° rotations and mild colour jitter; full (--augment alone): also "
+                        "elastic deformation and blur, several times slower (default: %(default)s)")
     parser.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--mpp", type=float, default=None, metavar="X",
