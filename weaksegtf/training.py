@@ -149,8 +149,9 @@ def make_train_dataset(
     ``"full"`` gives masks the whole :class:`weaksegtf.augment.Augmenter`
     (flips, rotations, elastic deformation, blur, colour); ``"light"`` gives
     them a random flip, 90° rotation and mild colour jitter, in TensorFlow ops
-    (no elastic deformation or blur, several times cheaper). Whole labelled
-    images and background tiles get flips, 90° rotations and colour jitter (an
+    (no elastic deformation or blur, several times cheaper). Background tiles
+    get flips, 90° rotations and colour jitter, whole labelled images flips
+    (left-right, up-down: their shape is kept) and colour jitter (an
     image-level label does not move); the low-resolution stream gets colour
     only, as its block labels would move.
     """
@@ -236,6 +237,11 @@ def _colour_jitter(image, tf):
     return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
 
 
+def _flip(image, tf):
+    """A random left-right and a random up-down flip of one ``(H, W, 3)`` image (its shape is kept)."""
+    return tf.image.random_flip_up_down(tf.image.random_flip_left_right(image))
+
+
 def _flip_rotate(image, tf):
     """A random flip and 90° rotation of one ``(H, W, 3)`` image (its shape may change)."""
     image = tf.image.random_flip_left_right(image)
@@ -254,12 +260,14 @@ def _whole_image_stream(images: Sequence[np.ndarray], labels: np.ndarray, batch_
 
     signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32))
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    # Whole images are flipped, not turned by 90°: a turn swaps height and width, and batches padded to
+    # square would cost half as many pixels again (and another traced shape of the train step).
     if augment == "full":
         from weaksegtf.augment_tf import tf_augment_colour
 
-        ds = ds.map(lambda x, y: (tf_augment_colour(_flip_rotate(x, tf)), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (tf_augment_colour(_flip(x, tf)), y), num_parallel_calls=tf.data.AUTOTUNE)
     elif augment == "light":
-        ds = ds.map(lambda x, y: (_colour_jitter(_flip_rotate(x, tf), tf), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (_colour_jitter(_flip(x, tf), tf), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     def pad16(image, label):
         height, width = tf.shape(image)[0], tf.shape(image)[1]
