@@ -48,12 +48,9 @@ def image_labels_from_masks(masks: np.ndarray, ignore_value: int = IGNORE_VALUE)
 
     Used in S+C* mode, where the masked images also join the label stream.
     """
-    labels = np.zeros(len(masks), np.int32)
-    for i, mask in enumerate(masks):
-        values = mask[(mask > 0) & (mask != ignore_value)]
-        if values.size:
-            labels[i] = np.bincount(values).argmax()
-    return labels
+    from weaksegtf.data.dataset_split import dominant_foreground_label
+
+    return np.array([dominant_foreground_label(mask, ignore_value) for mask in masks], np.int32).reshape(-1)
 
 
 def check_arrays(

@@ -101,7 +101,51 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--section", default="glas-sweep", help="marker name of the section (default: %(default)s)")
     report.add_argument("--heading", default="## Sweep: S, S+C, S+C* on GlaS",
                         help="heading used when the section is new (default: %(default)r)")
+    _add_prepare_parser(commands)
     return add_version_argument(parser)
+
+
+#: Datasets ``weakseg-experiment prepare`` reads, as their challenges distribute them.
+DATASETS = ("bach", "gleason2019", "digestpath2019")
+
+
+def _add_prepare_parser(commands) -> None:
+    prepare = commands.add_parser(
+        "prepare", help="turn a challenge dataset (BACH, Gleason2019, DigestPath2019) into the paper's splits",
+        description="Read a dataset exactly as its challenge distributes it and write the paper's training, "
+        "selection and test sets into --out (mask sets, label sets, split.json with classes, colours and mpp), "
+        "ready for 'weakseg-experiment sweep --masks ... --select ... --val ...'. docs/data-formats.md describes "
+        "each layout.",
+    )
+    prepare.add_argument("dataset", choices=DATASETS, help="which dataset ROOT holds")
+    prepare.add_argument("root", help="the unpacked dataset folder (BACH: ICIAR2018_BACH_Challenge with Photos/ and "
+                         "WSI/; Gleason2019: 'Train Imgs/' and Maps1_T/ .. Maps6_T/; DigestPath2019: "
+                         "tissue-train-pos-v1/ and tissue-train-neg/)")
+    prepare.add_argument("--out", required=True, help="output folder (new or empty)")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
+    prepare.add_argument("--map", default="first",
+                         help="Gleason2019: ground truth, 'first' (the paper's: each core's lowest-numbered "
+                         "pathologist's map), 'majority' (per-pixel plurality, ties not annotated) or a pathologist "
+                         "1..6 (default: %(default)s)")
+    prepare.add_argument("--downsample", type=int, default=8,
+                         help="Gleason2019: divide each side of the cores by this (default: %(default)s)")
+    prepare.add_argument("--size", type=int, default=1024,
+                         help="DigestPath2019: resize every image to SIZE x SIZE px, the paper's (default: "
+                         "%(default)s)")
+    prepare.add_argument("--mpp", type=float, default=None,
+                         help="DigestPath2019: resize to this many microns per pixel instead, keeping the aspect; "
+                         "BACH: resolution of patches, slides and photos (default: 8.0, the paper's 1.25x)")
+    prepare.add_argument("--native-mpp", type=float, default=None,
+                         help="Gleason2019 / DigestPath2019: microns per pixel of the images as distributed "
+                         "(default: 0.25 for Gleason2019's 40x, 0.5 for DigestPath2019's 20x)")
+    prepare.add_argument("--train-slides", nargs="+", metavar="NAME",
+                         help="BACH: part B training slides, e.g. A01 A03 A05 (default: 3 drawn with --seed)")
+    prepare.add_argument("--select-slide", metavar="NAME",
+                         help="BACH: the selection slide (default: one with all four classes, drawn with --seed)")
+    prepare.add_argument("--slide-mpp", type=float, default=None,
+                         help="BACH: level-0 microns per pixel of the slides, overriding the .svs files")
+    prepare.add_argument("--no-part-a", dest="part_a", action="store_false", help="BACH: skip part A")
+    prepare.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,9 +159,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args, argv)
+        if args.command == "prepare":
+            return _prepare(args)
         return _report(args)
     except WeaksegError as error:
         return fail(str(error))
+
+
+def _prepare(args) -> int:
+    """One library call per dataset; prints what was written and the sweep command that reads it."""
+    progress = not args.quiet
+    if args.dataset == "bach":
+        from weaksegtf.data.bach import PATCH_MPP, prepare_bach
+
+        summary = prepare_bach(args.root, args.out, train=args.train_slides, select=args.select_slide,
+                               seed=args.seed, patch_mpp=args.mpp or PATCH_MPP, slide_mpp=args.slide_mpp,
+                               part_a=args.part_a, progress=progress)
+        masks = f"{args.out}/train/masks_set"
+    elif args.dataset == "gleason2019":
+        from weaksegtf.data.gleason2019 import NOMINAL_MPP, prepare_gleason2019
+
+        summary = prepare_gleason2019(args.root, args.out, map=args.map, downsample=args.downsample, seed=args.seed,
+                                      native_mpp=args.native_mpp or NOMINAL_MPP)
+        masks = f"{args.out}/train"
+    else:
+        from weaksegtf.data.digestpath import NOMINAL_MPP, prepare_digestpath2019
+
+        summary = prepare_digestpath2019(args.root, args.out, size_px=None if args.mpp else args.size, mpp=args.mpp,
+                                         seed=args.seed, native_mpp=args.native_mpp or NOMINAL_MPP,
+                                         progress=progress)
+        masks = f"{args.out}/train"
+    counts = ", ".join(f"{len(summary[key])} {key}" for key in ("train", "select", "test"))
+    print(f"wrote {args.out}: {counts} ({'slides' if args.dataset == 'bach' else 'images'}); classes "
+          f"{', '.join(summary['class_names'])}; split.json")
+    classes = shlex.quote(",".join(summary["class_names"]))
+    source = "whole" if args.dataset == "bach" else "tile_rule"  # section 3.3: Gleason and DigestPath by the tile rule
+    print(f"next: weakseg-experiment sweep --masks {masks} --select {args.out}/select --val {args.out}/test "
+          f"--classes {classes} --percent-of patches --label-source {source} --out runs/{args.dataset}")
+    return 0
 
 
 def _sweep(args, argv) -> int:
