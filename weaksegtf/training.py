@@ -362,6 +362,8 @@ def train_weak_segmenter(
     classification_weight: float = 1.0,
     allowed_class_weight: float = DEFAULT_ALLOWED_CLASS_WEIGHT,
     present_class_share: float = 0.0,
+    decoder: str = "paper",
+    upsampling: str = "nearest",
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -384,6 +386,9 @@ def train_weak_segmenter(
         encoder_weights: optional ``.pth`` (torchvision) or ``.weights.h5`` file (ResNet-18 only).
         architecture: ``"resnet18"`` (Ciga & Martel) or ``"unet"`` (Bokhorst et al.).
             Defaults to ``"resnet18"``.
+        decoder, upsampling: the ResNet-18 decoder (``"paper"`` or ``"skip"``)
+            and the final enlargement of its logits (``"nearest"`` or
+            ``"bilinear"``); see :class:`weaksegtf.models.WeakSegmenter`.
         unet_filters: int. First-level filters of the U-Net. Defaults to ``32``.
         segmentation_loss: ``"weighted_ce"``, ``"instance_balanced"`` or
             ``"minibatch_balanced"`` (sparse annotations, Bokhorst et al. eqs. 1-2).
@@ -473,7 +478,7 @@ def train_weak_segmenter(
         joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
         lowres_weight=lowres_weight, label_class_weights=label_class_weights,
         classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
-        present_class_share=present_class_share,
+        present_class_share=present_class_share, decoder=decoder, upsampling=upsampling,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder, encoder_weights)
@@ -663,6 +668,8 @@ def run_training(
     present_class_share: float = 0.0,
     self_training: bool = False,
     pseudo_confidence: float = 0.9,
+    decoder: str = "paper",
+    upsampling: str = "nearest",
     model_card: dict | None = None,
     overwrite: bool = False,
 ) -> TrainingResult:
@@ -744,7 +751,7 @@ def run_training(
             lowres_group_size=lowres_group_size, lowres_weight=lowres_weight,
             background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
             classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
-            present_class_share=present_class_share,
+            present_class_share=present_class_share, decoder=decoder, upsampling=upsampling,
         )
 
     start = time.perf_counter()
@@ -787,6 +794,8 @@ def run_training(
         "n_background_tiles": 0 if background_x is None else int(len(background_x)),
         "n_lowres_images": 0 if lowres_x is None else int(len(lowres_x)),
         "architecture": architecture,
+        "decoder": model.decoder,
+        "upsampling": model.upsampling,
         "segmentation_loss": segmentation_loss,
         "lowres_loss": lowres_loss if lowres_x is not None else None,
         "epochs": epochs,

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data mode; LR = low-resolution labels only (default: %(default)s)")
     parser.add_argument("--architecture", default="resnet18", choices=["resnet18", "unet"],
                         help="ResNet-18 of Ciga & Martel or U-Net of Bokhorst et al. (default: %(default)s)")
+    parser.add_argument("--decoder", default="paper", choices=["paper", "skip"],
+                        help="resnet18 decoder: paper (Table A.2, logits at 1/8) or skip (refined with the encoder's "
+                        "stride-8 and stride-4 features, logits at 1/4) (default: %(default)s)")
+    parser.add_argument("--upsampling", default="nearest", choices=["nearest", "bilinear"],
+                        help="resnet18: final enlargement of the logits to the input size (default: %(default)s)")
     parser.add_argument("--unet-filters", type=int, default=32, help="U-Net first-level filters (default: %(default)s)")
     parser.add_argument("--loss", default="weighted_ce", choices=["weighted_ce", "instance_balanced", "minibatch_balanced"],
                         help="mask loss; the balanced ones are for sparse annotations (default: %(default)s)")
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch, classification_weight=args.classification_weight,
             allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-            self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
+            decoder=args.decoder, upsampling=args.upsampling, self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
         )
     except WeaksegError as error:
         return fail(str(error))

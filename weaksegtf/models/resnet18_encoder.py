@@ -60,6 +60,9 @@ class ResNet18Encoder(keras.Model):
 
     Args:
         input_channels: int. Number of input channels. Defaults to ``3``.
+        return_features: bool. Return ``[layer1, layer2, layer3]`` (strides 4,
+            8 and 16; 64, 128 and 256 channels) instead of layer3 alone, for
+            decoders with skip connections. Defaults to ``False``.
         **kwargs: standard ``keras.Model`` arguments such as ``name``.
 
     Example:
@@ -71,7 +74,7 @@ class ResNet18Encoder(keras.Model):
     stride = 16
     output_channels = 256
 
-    def __init__(self, input_channels: int = 3, **kwargs):
+    def __init__(self, input_channels: int = 3, return_features: bool = False, **kwargs):
         # === Functional graph ===
         inputs = keras.Input(shape=(None, None, input_channels), name="image")
         x = layers.ZeroPadding2D(3, name="pad1")(inputs)
@@ -81,17 +84,23 @@ class ResNet18Encoder(keras.Model):
         # Zero padding equals PyTorch's -inf padding here because inputs are >= 0 after ReLU.
         x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)
         x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+        features = []
         for stage, filters, stride in STAGES:
             for block in range(BLOCKS_PER_STAGE):
                 x = _basic_block(x, filters, stride if block == 0 else 1, f"{stage}.{block}")
+            features.append(x)
         kwargs.setdefault("name", "resnet18_encoder")
-        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        super().__init__(inputs=inputs, outputs=features if return_features else x, **kwargs)
 
         # === Config ===
         self.input_channels = input_channels
+        self.return_features = return_features
 
     def get_config(self) -> dict:
-        return {"input_channels": self.input_channels, "name": self.name, "trainable": self.trainable}
+        config = {"input_channels": self.input_channels, "name": self.name, "trainable": self.trainable}
+        if self.return_features:  # old files have no such key and load as before
+            config["return_features"] = True
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "ResNet18Encoder":

@@ -27,7 +27,7 @@ from weaksegtf.losses import (
 from weaksegtf.metrics.keras_metrics import DiceScore, MeanIoU, PixelAccuracy
 from weaksegtf.models.classifier_head import ClassifierHead
 from weaksegtf.models.resnet18_encoder import ResNet18Encoder
-from weaksegtf.models.segmentation_head import SegmentationHead
+from weaksegtf.models.segmentation_head import ScaleResize, SegmentationHead, SkipSegmentationHead
 from weaksegtf.models.unet_backbone import UNetBackbone
 
 # Inputs are RGB in [0, 255]; the ImageNet normalisation of torchvision's
@@ -36,6 +36,10 @@ IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 UPDATES = ("joint", "sequential")
 ARCHITECTURES = ("resnet18", "unet")
+#: ResNet-18 decoders: Table A.2's ("paper", logits at 1/8) or with skip connections ("skip", logits at 1/4).
+DECODERS = ("paper", "skip")
+#: Enlargement of the ResNet-18 decoders' logits to the input size.
+UPSAMPLINGS = ("nearest", "bilinear")
 #: Pixel losses of the mask stream: class-weighted (Ciga & Martel), or the
 #: sparse-annotation balancing of Bokhorst et al. (2018) eqs. 1 and 2.
 SEGMENTATION_LOSSES = ("weighted_ce", "instance_balanced", "minibatch_balanced")
@@ -126,6 +130,14 @@ class WeakSegmenter(keras.Model):
         model_card: dict, optional. What deployment needs (class colours, training
             mpp, tile size, stain reference), saved inside the ``.keras`` file; see
             ``weaksegtf.model_card``. Defaults to ``None``.
+        decoder: str. ResNet-18 only: ``"paper"`` (Table A.2, logits at 1/8 of
+            the input) or ``"skip"`` (:class:`SkipSegmentationHead`: refined
+            with the encoder's stride-8 and stride-4 features, logits at 1/4).
+            The classifier reads the logits before their final enlargement
+            either way. Defaults to ``"paper"``.
+        upsampling: str. ResNet-18 only: the final enlargement of the logits,
+            ``"nearest"`` (Table A.2; 8-pixel squares with the paper decoder)
+            or ``"bilinear"`` (smooth logits before the argmax). Defaults to ``"nearest"``.
         **kwargs: standard ``keras.Model`` arguments such as ``name``.
 
     Example:
@@ -158,6 +170,8 @@ class WeakSegmenter(keras.Model):
         allowed_class_weight: float = 0.0,
         present_class_share: float = 0.0,
         model_card: dict | None = None,
+        decoder: str = "paper",
+        upsampling: str = "nearest",
         **kwargs,
     ):
         class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
@@ -165,6 +179,13 @@ class WeakSegmenter(keras.Model):
         if label_class_weights is not None and len(label_class_weights) != num_classes:
             raise ConfigError(f"got {len(label_class_weights)} label class weights for {num_classes} classes")
         table = _table(joint_table, num_classes)
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder {decoder!r} is unknown; expected one of {DECODERS}")
+        if upsampling not in UPSAMPLINGS:
+            raise ConfigError(f"upsampling {upsampling!r} is unknown; expected one of {UPSAMPLINGS}")
+        if architecture == "unet" and (decoder, upsampling) != ("paper", "nearest"):
+            raise ConfigError(f"decoder {decoder!r} and upsampling {upsampling!r} are ResNet-18 options; "
+                              "the U-Net's logits are already at full resolution")
 
         # === Layers ===
         self.preprocess = layers.Normalization(
@@ -175,6 +196,14 @@ class WeakSegmenter(keras.Model):
             self.segmentation_head = layers.Conv2D(num_classes, 1, name="segmentation_head")
             # The U-Net's logits are already at full resolution.
             self.interpolate = layers.Identity(name="interpolate")
+        elif decoder == "skip":
+            self.encoder = ResNet18Encoder(return_features=True, name="encoder")
+            self.segmentation_head = SkipSegmentationHead(num_classes, decoder_filters, name="segmentation_head")
+            self.interpolate = ScaleResize(ResNet18Encoder.stride // 4, upsampling, name="interpolate")
+        elif upsampling == "bilinear":
+            self.encoder = ResNet18Encoder(name="encoder")
+            self.segmentation_head = SegmentationHead(num_classes, decoder_filters, name="segmentation_head")
+            self.interpolate = ScaleResize(ResNet18Encoder.stride // 2, upsampling, name="interpolate")
         else:
             self.encoder = ResNet18Encoder(name="encoder")
             self.segmentation_head = SegmentationHead(num_classes, decoder_filters, name="segmentation_head")
@@ -198,6 +227,8 @@ class WeakSegmenter(keras.Model):
         self.num_classes = num_classes
         self.class_names = class_names
         self.architecture = architecture
+        self.decoder = decoder
+        self.upsampling = upsampling
         self.decoder_filters = decoder_filters
         self.classifier_hidden = classifier_hidden
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
@@ -289,7 +320,8 @@ class WeakSegmenter(keras.Model):
         valid = ops.cast(valid, "float32")
         if self.architecture == "unet":  # its logits are at full resolution
             return valid
-        cell = ResNet18Encoder.stride // 2  # the head's logits are at 1/8 of the input
+        # the head's logits are at 1/8 (paper) or 1/4 (skip) of the input
+        cell = ResNet18Encoder.stride // (4 if self.decoder == "skip" else 2)
         return ops.squeeze(ops.average_pool(ops.expand_dims(valid, -1), cell, strides=cell, padding="valid"), -1)
 
     def _lowres_loss(self, batch):
@@ -442,6 +474,8 @@ class WeakSegmenter(keras.Model):
             "label_class_weights": self.label_class_weights,
             "allowed_class_weight": self.allowed_class_weight,
             "present_class_share": self.present_class_share,
+            "decoder": self.decoder,
+            "upsampling": self.upsampling,
             "model_card": self.model_card,
             "name": self.name,
             "trainable": self.trainable,
