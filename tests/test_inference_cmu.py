@@ -15,25 +15,40 @@ TILE_PX = 256
 OVERLAP_PX = 128  # 64 px of context around every kept pixel
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def _export(folder, **options):
     import keras
 
     from weaksegtf.export import export_model
     from weaksegtf.models import WeakSegmenter
 
     keras.utils.set_random_seed(1)
-    model = WeakSegmenter(num_classes=3, class_names=["background", "epidermis", "dermis"])
+    model = WeakSegmenter(num_classes=3, class_names=["background", "epidermis", "dermis"], **options)
     model(np.zeros((1, 32, 32, 3), "float32"))
-    folder = tmp_path_factory.mktemp("cmu_model")
     model.save(folder / "model.keras")
     export_model(folder / "model.keras", folder / "model.onnx", mpp=2.0, tile_size_px=64,
                  parity_shapes_px=[(32, 32), (48, 64)], parity_batch_sizes=(1,))
     return folder / "model.onnx"
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp("cmu_model"))
+
+
 @pytest.mark.slow
 def test_tiled_matches_whole_image_on_the_cmu_slide(exported, cmu_slide, tmp_path):
+    _check_tiled_matches_whole_image(exported, cmu_slide, tmp_path)
+
+
+@pytest.mark.slow
+def test_smooth_decoder_tiled_matches_whole_image_on_the_cmu_slide(cmu_slide, tmp_path):
+    """The skip decoder with bilinear logits (issue 15) stays seam-free too."""
+    (tmp_path / "model_skip").mkdir()
+    exported = _export(tmp_path / "model_skip", decoder="skip", upsampling="bilinear")
+    _check_tiled_matches_whole_image(exported, cmu_slide, tmp_path / "out")
+
+
+def _check_tiled_matches_whole_image(exported, cmu_slide, tmp_path):
     with open_slide(cmu_slide) as slide:
         # 4x the slide's 0.499 um/px (about 2 um/px): each tile pixel is the mean of a 4 x 4 block
         # of level 0, exactly as in the whole-image resize below, so both see the same pixels.

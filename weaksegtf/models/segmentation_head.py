@@ -73,8 +73,10 @@ class SkipSegmentationHead(layers.Layer):
 
     In the spirit of FPN / U-Net decoders: Table A.2's 3x3 conv -> BN -> ReLU
     on layer3 (stride 16), x2 nearest upsampling, concatenation with layer2
-    (stride 8, reduced by a 1x1 conv), a 3x3 conv block; again x2 and layer1
-    (stride 4); then the 1x1 classifying conv. Its output, logits at 1/4 of
+    (stride 8, reduced by a 1x1 conv), a 3x3 conv block of ``filters``; again
+    x2 and layer1 (stride 4), a 3x3 conv block of ``skip_filters`` (the
+    stride-4 stage has 4 times the pixels, so it is kept narrow); then the
+    1x1 classifying conv. Its output, logits at 1/4 of
     the input, is what the classifier head reads (Table A.3 reads the logits
     before their final enlargement); ``WeakSegmenter`` enlarges them x4.
 
@@ -98,7 +100,7 @@ class SkipSegmentationHead(layers.Layer):
         self.bn = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn")
         self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample")
         self.skips = [self._block(skip_filters, 1, f"skip{i}") for i in (8, 4)]
-        self.fuse = [self._block(filters, 3, f"fuse{i}") for i in (8, 4)]
+        self.fuse = [self._block(width, 3, f"fuse{i}") for width, i in ((filters, 8), (skip_filters, 4))]
         self.classify = layers.Conv2D(num_classes, 1, use_bias=True, name="classify")
 
         # === Config ===
@@ -123,10 +125,10 @@ class SkipSegmentationHead(layers.Layer):
         for block, shape in zip(self.skips, (stride8, stride4)):
             block[0].build(shape)
             block[1].build((*shape[:-1], self.skip_filters))
-        for block, shape in zip(self.fuse, (stride8, stride4)):
+        for block, shape, width in zip(self.fuse, (stride8, stride4), (self.filters, self.skip_filters)):
             block[0].build((*shape[:-1], self.filters + self.skip_filters))
-            block[1].build((*shape[:-1], self.filters))
-        self.classify.build((*stride4[:-1], self.filters))
+            block[1].build((*shape[:-1], width))
+        self.classify.build((*stride4[:-1], self.skip_filters))
         self.built = True
 
     def call(self, features, training=None):
