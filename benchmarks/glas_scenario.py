@@ -133,6 +133,10 @@ def gland_errors(confusion: np.ndarray) -> dict:
 
 def summarise(rows: list[dict]) -> str:
     by = {(r["seed"], r["run"]): r for r in rows}
+    for r in rows:  # S+C+ST's first round is an S+C run: its validation scores stand in for a missing S+C row
+        if r["run"] == "S+C+ST" and "round1_val_gland_dice" in r and (r["seed"], "S+C") not in by:
+            by[(r["seed"], "S+C")] = {"seed": r["seed"], "run": "S+C", "val_gland_dice": r["round1_val_gland_dice"],
+                                      "best_epoch": r["round1_best_epoch"], "first_round_of_st": True}
     seeds = sorted({r["seed"] for r in rows})
     lines = ["| run | seeds | val gland Dice | test gland Dice | test benign | test malignant | test background | "
              "gland on stroma | grade confusion in glands | best epoch | train s |",
@@ -143,17 +147,21 @@ def summarise(rows: list[dict]) -> str:
             continue
 
         def stat(key):
+            if any(key not in g for g in got):
+                return "—"
             values = np.array([g[key] for g in got], float)
             return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
-        lines.append(f"| {name} | {len(got)} | {stat('val_gland_dice')} | {stat('test_gland_dice')} | {stat('test_dice_benign')} | "
+        label = name + (" (first round of S+C+ST)" if any(g.get("first_round_of_st") for g in got) else "")
+        lines.append(f"| {label} | {len(got)} | {stat('val_gland_dice')} | {stat('test_gland_dice')} | {stat('test_dice_benign')} | "
                      f"{stat('test_dice_malignant')} | {stat('test_dice_background')} | {stat('gland_on_stroma')} | "
                      f"{stat('grade_confusion_in_glands')} | {stat('best_epoch')} | {stat('train_s')} |")
     lines.append("")
     for key, where in (("val_gland_dice", "validation"), ("test_gland_dice", "test")):
         for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all"), ("S+C+ST", "S"), ("S+C+ST", "S-all"),
                      ("S+C+ST", "S+C")):
-            paired = [(by[(s, a)][key], by[(s, b)][key]) for s in seeds if (s, a) in by and (s, b) in by]
+            paired = [(by[(s, a)][key], by[(s, b)][key]) for s in seeds
+                      if key in by.get((s, a), {}) and key in by.get((s, b), {})]
             if len(paired) < 2:
                 continue
             diff = np.array([x - y for x, y in paired])
