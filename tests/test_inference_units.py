@@ -36,6 +36,7 @@ INFERENCE_MODULES = [
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
     "weaksegtf.inference.safe_files", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
     "weaksegtf.inference.region_of_interest", "weaksegtf.slides.image_header", "weaksegtf.cli.infer",
+    "weaksegtf.inference.cluster_settings", "weaksegtf.inference.cluster_run", "weaksegtf.inference.segmenter_plugin",
 ]
 
 

@@ -39,6 +39,11 @@ class OutputError(WeaksegError, OSError):
     another model. Nothing was left half-written."""
 
 
+class ClusterError(WeaksegError, RuntimeError):
+    """A Dask cluster cannot be used: ``dask.distributed`` is not installed, the scheduler cannot be reached, or
+    the cluster lost the run's tasks. Slides finished until then stay complete; running again resumes."""
+
+
 class ExportError(WeaksegError, RuntimeError):
     """An export could not be written or run; nothing was left on disk."""
 

@@ -92,34 +92,58 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECONDS", help="wait this long for another run on the same --out to finish "
                         "(default: refuse at once)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_number(int, "--workers", 0), default=None, metavar="N",
+                         help="segment slides in parallel on a local Dask cluster of N worker processes, one "
+                         "slide per worker at a time (needs weaksegtf[cluster]; onnxruntime threads default to "
+                         "the cores / N)")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="send each slide as one task to the running Dask scheduler at ADDRESS "
+                         "(tcp://HOST:8786); its workers need weaksegtf and the same paths to the model, the "
+                         "slides and --out (needs weaksegtf[cluster]; see docs/deployment.md)")
     return add_version_argument(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from weaksegtf.errors import WeaksegError
-    from weaksegtf.inference import SlideSegmenter, find_inputs, segment_slides
+    from weaksegtf.inference import ClusterSettings, SlideSegmenter, find_inputs, load_session, segment_slides
     from weaksegtf.inference.safe_files import is_storage_error, storage_error
 
     try:
         if not find_inputs(args.inputs):
             return fail(f"no slide or image files in {' '.join(args.inputs)}")
+        cluster = None
+        model = args.model
+        if args.workers is not None or args.scheduler is not None:
+            from weaksegtf.inference.cluster_run import require_distributed
+
+            require_distributed()
+            cluster = ClusterSettings(scheduler_address=args.scheduler, n_workers=args.workers)
+            # This process only checks the model and the options, on one CPU thread; each worker opens
+            # the model itself, on --providers (a GPU stays free for the worker that uses it).
+            model = load_session(args.model, providers="cpu", threads=1)
         segmenter = SlideSegmenter(
-            args.model, mpp=args.inference_mpp, tile_size_px=args.tile_size, overlap_px=args.overlap,
+            model, mpp=args.inference_mpp, tile_size_px=args.tile_size, overlap_px=args.overlap,
             batch_size=args.batch_size, providers=args.providers, threads=args.threads,
             probabilities=args.probabilities, geojson=args.geojson, skip_background=args.skip_background,
             progress=not args.quiet, tissue_threshold=args.tissue_threshold, roi=args.roi,
             outside_tissue=args.outside_tissue, max_pixels=args.max_pixels, overwrite=args.overwrite,
             lock_wait_s=args.wait,
         )
-        result = segment_slides(segmenter, args.inputs, args.out, slide_mpp=args.mpp, force=args.force)
+        result = segment_slides(segmenter, args.inputs, args.out, slide_mpp=args.mpp, force=args.force,
+                                cluster=cluster)
     except WeaksegError as error:
         return fail(str(error))
     except OSError as error:
         if not is_storage_error(error):
             raise
         return fail(str(storage_error(error)))
-    print(f"providers: {', '.join(segmenter.model.providers_in_use)}")
+    if cluster is None:
+        print(f"providers: {', '.join(segmenter.model.providers_in_use)}")
+    else:
+        used = sorted({p for s in result.slides if s.summary for p in s.summary["model"]["providers_in_use"]})
+        print(f"providers on the workers: {', '.join(used) or 'none reported (no slide ran)'}")
     for slide in result.slides:
         if slide.status == "failed":
             print(f"FAILED   {slide.path}: {slide.error}")

@@ -2,7 +2,8 @@
 
 - :class:`SlideSegmenter`: one model, many slides; ``segment(path, out_dir)``.
 - :func:`segment_slides`: a batch run over files, folders and globs that
-  records failures and goes on.
+  records failures and goes on; with :class:`ClusterSettings`, one Dask task
+  per slide (``dask.distributed`` is imported only then).
 - :func:`load_session`: the onnxruntime session, once per process, with the
   providers actually in use.
 - :func:`plan_tiles`, :class:`TilePlan`: overlapping tiles and the box each
@@ -18,6 +19,7 @@
 
 from weaksegtf.inference.batch import BatchResult, segment_slides
 from weaksegtf.inference.checkpoint import Checkpoint
+from weaksegtf.inference.cluster_settings import ClusterSettings
 from weaksegtf.inference.inputs import find_inputs, output_names
 from weaksegtf.inference.mask_polygons import label_regions, mask_polygons, polygon_area
 from weaksegtf.inference.output_lock import OutputLock
@@ -35,6 +37,7 @@ from weaksegtf.inference.writers import write_geojson, write_overlay_png
 __all__ = [
     "BatchResult",
     "Checkpoint",
+    "ClusterSettings",
     "ModelSession",
     "OutputLock",
     "Progress",

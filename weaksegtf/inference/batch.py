@@ -1,5 +1,9 @@
 """Many slides in one run: a failing slide is recorded with its reason and the others go on.
 
+The slides run one after another in this process, or as tasks on a Dask
+cluster (``cluster=``); either way this module alone locks ``--out`` and
+writes the run's records.
+
 The output folder is locked for the whole run, every output is checked
 before the first slide starts, and the run's records (``batch_summary.json``,
 ``cohort.csv``) are merged with those of earlier runs into the same folder,
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from weaksegtf.errors import OutputError, WeaksegError
+from weaksegtf.inference.cluster_settings import ClusterSettings
 from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_input
 from weaksegtf.inference.inputs import find_inputs, input_key, output_names
 from weaksegtf.inference.output_lock import LOCK_NAME, OutputLock
@@ -155,6 +160,38 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def run_slide(
+    segmenter: SlideSegmenter,
+    path: Path,
+    folder: Path,
+    slide_mpp: float | None,
+    force: bool,
+    progress: Progress,
+) -> SlideResult:
+    """One slide of a batch run: its result, or a ``"failed"`` result with the reason.
+
+    Used alike by the single-process run and by each Dask task, so that a
+    slide fails the same way wherever it runs.
+
+    Raises:
+        OutputError: the output folder cannot take the results (full, read-only,
+            locked, a link): this stops the whole run.
+    """
+    try:
+        return segmenter.segment(path, folder, slide_mpp=slide_mpp, force=force, progress=progress)
+    except BaseException as error:  # noqa: BLE001 - sorted below: storage stops the run, the rest fail one slide
+        if is_storage_error(error):
+            raise error if isinstance(error, OutputError) else storage_error(
+                error, error.filename or folder) from None
+        if not isinstance(error, Exception):
+            raise
+        reason = str(error) if isinstance(error, (WeaksegError, OSError, MemoryError)) else (
+            f"{type(error).__name__}: {error}")
+        slide = SlideResult(path, "failed", folder, error=reason or type(error).__name__)
+        progress.fail_slide(path.name, slide.error)
+        return slide
+
+
 def segment_slides(
     segmenter: SlideSegmenter,
     inputs: Iterable[str | Path],
@@ -162,6 +199,7 @@ def segment_slides(
     slide_mpp: float | None = None,
     force: bool = False,
     lock_wait_s: float | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> BatchResult:
     """Segment every slide of ``inputs`` into its own folder of ``out_dir``.
 
@@ -184,6 +222,11 @@ def segment_slides(
     command again resumes). ``batch_summary.json`` and ``cohort.csv`` are
     updated after each slide, merged by slide folder with earlier runs.
 
+    With ``cluster``, each slide is one task on a Dask cluster (see
+    :class:`ClusterSettings` and :mod:`~weaksegtf.inference.cluster_run`);
+    everything else, the records above included, is done here as without it,
+    so both give the same files.
+
     Args:
         segmenter: SlideSegmenter. Model and settings.
         inputs: iterable of str or path. Slides, folders and globs.
@@ -193,6 +236,8 @@ def segment_slides(
         force: bool. Recompute complete slides. Defaults to ``False``.
         lock_wait_s: float, optional. Seconds to wait for another run on
             ``out_dir``. Defaults to ``None``: the segmenter's ``lock_wait_s``.
+        cluster: ClusterSettings, optional. Run the slides on Dask workers.
+            Defaults to ``None``: one slide after another in this process.
 
     Returns:
         BatchResult. ``result.failed`` lists the failures.
@@ -200,12 +245,18 @@ def segment_slides(
     Raises:
         OutputError: ``out_dir`` is a file, locked, not writable or full, or a
             slide folder belongs to another model (without ``overwrite``).
+        ClusterError: with ``cluster``: dask.distributed is not installed, the
+            scheduler cannot be reached, or the cluster lost the run.
 
     Example:
     >>> result = segment_slides(SlideSegmenter("model.onnx"), ["slides/*.svs"], "out")  # doctest: +SKIP
     >>> [(s.path.name, s.error) for s in result.failed]  # doctest: +SKIP
     """
     start = time.perf_counter()
+    if cluster is not None:
+        from weaksegtf.inference.cluster_run import require_distributed
+
+        require_distributed()  # before anything is written
     out_dir = prepare_out_dir(Path(out_dir))
     paths = find_inputs(inputs)
     wait_s = segmenter.lock_wait_s if lock_wait_s is None else float(lock_wait_s)
@@ -227,22 +278,22 @@ def segment_slides(
                                   f"write, or choose another --out")
         previous = _read_json(result.summary_path)
         progress = Progress(len(paths), enabled=segmenter.progress)
-        for path, folder in zip(paths, folders):
-            try:
-                slide = segmenter.segment(path, folder, slide_mpp=slide_mpp, force=force, progress=progress)
-            except BaseException as error:  # noqa: BLE001 - sorted below: storage stops the run, the rest fail one slide
-                if is_storage_error(error):
-                    raise error if isinstance(error, OutputError) else storage_error(
-                        error, error.filename or folder) from None
-                if not isinstance(error, Exception):
-                    raise
-                reason = str(error) if isinstance(error, (WeaksegError, OSError, MemoryError)) else (
-                    f"{type(error).__name__}: {error}")
-                slide = SlideResult(path, "failed", folder, error=reason or type(error).__name__)
-                progress.fail_slide(path.name, slide.error)
-            result.slides.append(slide)
+        finished: dict[int, SlideResult] = {}
+
+        def record(index: int, slide: SlideResult) -> None:
+            """Rewrite the run's records with every slide finished so far, in input order."""
+            finished[index] = slide
+            result.slides = [finished[i] for i in sorted(finished)]
             result.seconds = time.perf_counter() - start
             document = merged_batch_summary(previous, result, {**run, "seconds": round(result.seconds, 3)})
             write_text_atomic(result.summary_path, json.dumps(document, indent=2) + "\n")
             write_text_atomic(result.cohort_path, merge_cohort_csv(result.cohort_path, cohort_rows(result)))
+
+        if cluster is None:
+            for index, (path, folder) in enumerate(zip(paths, folders)):
+                record(index, run_slide(segmenter, path, folder, slide_mpp, force, progress))
+        else:
+            from weaksegtf.inference.cluster_run import segment_on_cluster
+
+            segment_on_cluster(cluster, segmenter, list(zip(paths, folders)), slide_mpp, force, progress, record)
     return result

@@ -73,6 +73,15 @@ class Progress:
             self._slide_start = time.perf_counter()
         self.end_slide(f"FAILED: {reason}")
 
+    def slide_finished(self, name: str, tiles: int, seconds: float, status: str) -> None:
+        """A slide that ran elsewhere (a Dask worker) is finished: one line with its rate and the run's."""
+        self._slide_index += 1
+        self._run_tiles += int(tiles)
+        self._name, self._total, self._done, self._slide_tiles = name, int(tiles), int(tiles), int(tiles)
+        self._slide_start = time.perf_counter() - max(float(seconds), 0.0)
+        self._open = True
+        self.end_slide(status)
+
     def _print(self, force: bool = False, status: str | None = None) -> None:
         if not self.enabled:
             return

@@ -257,3 +257,13 @@ def load_session(
     model = ModelSession(path, session, metadata, names, in_use, threads, file_sha256(path), warning)
     _SESSIONS[key] = model
     return model
+
+
+def forget_session(model: ModelSession) -> None:
+    """Drop ``model`` from :func:`load_session`'s per-process cache; its memory goes with the last reference.
+
+    A long-lived Dask worker calls it when a run's plugin is removed, so models of
+    earlier runs do not pile up in the worker.
+    """
+    for key in [key for key, cached in _SESSIONS.items() if cached is model]:
+        del _SESSIONS[key]

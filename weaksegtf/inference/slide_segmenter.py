@@ -125,6 +125,9 @@ class SlideSegmenter:
         providers: str or list of str, optional. onnxruntime providers
             (``"cuda,cpu"``). Defaults to ``None``: CUDA if available, else CPU.
         threads: int, optional. onnxruntime threads. Defaults to the usable cores.
+            ``providers`` and ``threads`` only apply when ``model`` is a path; with a
+            ``ModelSession`` they are kept for :meth:`get_config` (the processes
+            of a Dask run open the model with them).
         probabilities: bool. Also write per-class probability pyramids. Defaults to ``False``.
         geojson: bool. Write ``annotations.geojson``. Defaults to ``True``.
         skip_background: bool. Label tiles without tissue as background without
@@ -211,6 +214,10 @@ class SlideSegmenter:
         if not (isinstance(lock_wait_s, (int, float)) and lock_wait_s >= 0):
             raise ConfigError(f"lock_wait_s (--wait) must be a number of seconds >= 0, got {lock_wait_s!r}")
         self.model = model if isinstance(model, ModelSession) else load_session(model, providers, threads)
+        # Kept as given (not as resolved here): a worker process that opens the model from
+        # ``get_config()`` chooses its own providers and cores.
+        self.providers = providers if providers is None or isinstance(providers, str) else list(providers)
+        self.threads = None if threads is None else int(threads)
         metadata = self.model.metadata
         self.mpp = float(mpp) if mpp is not None else metadata.mpp
         if self.mpp is None or not self.mpp > 0:
@@ -241,6 +248,25 @@ class SlideSegmenter:
         self.progress = bool(progress)
         macenko = metadata.macenko
         self._normalizer = _macenko_from_metadata(macenko) if macenko else None
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, with the model as its path: ``SlideSegmenter(**config)`` builds the same
+        segmenter, in another process too (a Dask worker opens its own session from it).
+
+        ``mpp``, ``tile_size_px`` and ``overlap_px`` are the resolved values; ``providers`` and ``threads``
+        are as given (``None`` lets each process choose its providers and use its own cores).
+        """
+        return {
+            "model": str(self.model.path), "mpp": self.mpp, "tile_size_px": self.tile_size_px,
+            "overlap_px": self.overlap_px, "batch_size": self.batch_size, "providers": self.providers,
+            "threads": self.threads, "probabilities": self.probabilities, "geojson": self.geojson,
+            "skip_background": self.skip_background, "min_tissue_fraction": self.min_tissue_fraction,
+            "tissue_mpp": self.tissue_mpp, "reader_threads": self.reader_threads,
+            "checkpoint_interval_s": self.checkpoint_interval_s, "geojson_max_px": self.geojson_max_px,
+            "thumbnail_px": self.thumbnail_px, "progress": self.progress, "tissue_threshold": self.tissue_threshold,
+            "roi": self.roi, "outside_tissue": self.outside_tissue, "max_pixels": self.max_pixels,
+            "overwrite": self.overwrite, "lock_wait_s": self.lock_wait_s,
+        }
 
     # ------------------------------------------------------------------ one slide
     def segment(
