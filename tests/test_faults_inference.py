@@ -29,7 +29,7 @@ from weaksegtf.cli import infer as infer_cli
 from weaksegtf.errors import OutputError
 from weaksegtf.inference import OutputLock, SlideSegmenter
 from weaksegtf.inference.inputs import input_hash
-from weaksegtf.inference.safe_files import temporary_path
+from weaksegtf.io import temporary_path
 from weaksegtf.slides import write_pyramidal_tiff
 
 shapely = pytest.importorskip("shapely")

@@ -34,7 +34,7 @@ INFERENCE_MODULES = [
     "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
     "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.inference.tiff_pyramid",
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
-    "weaksegtf.inference.safe_files", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
+    "weaksegtf.io", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
     "weaksegtf.inference.region_of_interest", "weaksegtf.slides.image_header", "weaksegtf.cli.infer",
     "weaksegtf.inference.cluster_settings", "weaksegtf.inference.cluster_run", "weaksegtf.inference.segmenter_plugin",
 ]

@@ -131,7 +131,7 @@ def _export_onnx(result: TrainingResult, samples, overwrite: bool) -> TrainingRe
     import json
 
     from weaksegtf.export import export_model
-    from weaksegtf.training import atomic_write_text
+    from weaksegtf.io import write_text_atomic
 
     report = export_model(result.model_path, result.model_path.with_suffix(".onnx"), samples_dir=samples,
                           overwrite=overwrite)
@@ -143,7 +143,7 @@ def _export_onnx(result: TrainingResult, samples, overwrite: bool) -> TrainingRe
         "tolerance": report.parity.tolerance,
         "inputs": report.parity.source,
     }
-    atomic_write_text(result.metrics_path, json.dumps(result.metrics, indent=2))
+    write_text_atomic(result.metrics_path, json.dumps(result.metrics, indent=2))
     return result
 
 
@@ -153,7 +153,7 @@ def _segment_slide(result: TrainingResult, images, mpp: float, seed: int) -> Tra
 
     from weaksegtf.inference import SlideSegmenter
     from weaksegtf.slides import write_pyramidal_tiff
-    from weaksegtf.training import atomic_write_text
+    from weaksegtf.io import write_text_atomic
 
     folder = result.model_path.parent / "slide"
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def _segment_slide(result: TrainingResult, images, mpp: float, seed: int) -> Tra
         "tissue_area_mm2": summary["tissue_area_mm2"], "class_area_mm2": summary["class_area_mm2"],
         "providers": summary["model"]["providers_in_use"], "seconds": summary["timings_s"]["total"],
     }
-    atomic_write_text(result.metrics_path, json.dumps(result.metrics, indent=2))
+    write_text_atomic(result.metrics_path, json.dumps(result.metrics, indent=2))
     return result
 
 

@@ -13,6 +13,7 @@ Only :func:`evaluate_model` imports TensorFlow; plots import matplotlib when dra
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
+from weaksegtf.constants import IGNORE_VALUE
 from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_mask, read_rgb, write_png
 from weaksegtf.errors import ConfigError, DataError, ModelFileError
+from weaksegtf.io import write_text_atomic
 from weaksegtf.metrics import SegmentationEvaluator
 from weaksegtf.metrics.segmentation_evaluator import PER_IMAGE_METRICS
 from weaksegtf.provenance import provenance
 
-IGNORE_VALUE = 255
 COMMAND = "weakseg-eval"
 #: Everything an evaluation may write into its output folder.
 EVALUATION_OUTPUTS = ("metrics.json", "per_image.csv", "confusion_matrix.png", "best_worst.png", "predictions")
@@ -219,7 +221,7 @@ def evaluate_predictions(
         "provenance": provenance(**settings),
     }
     metrics_path = out_dir / "metrics.json"
-    _atomic_write(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
     confusion_plot_path = plot_confusion_matrix(
         np.asarray(metrics["confusion_matrix"]), class_names, out_dir / "confusion_matrix.png"
     )
@@ -301,13 +303,12 @@ def write_rows_csv(rows: list[dict], path: PathLike) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+    write_text_atomic(path, text.getvalue())
     return path
 
 
@@ -317,12 +318,6 @@ def _csv_value(value):
     if isinstance(value, float):
         return f"{value:.6g}"
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def predict_folder(model, images_dir: PathLike, out_dir: PathLike, names: Sequence[str] | None = None) -> Path:

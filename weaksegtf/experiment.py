@@ -75,8 +75,9 @@ import numpy as np
 from weaksegtf.data.images import PathLike
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
-from weaksegtf.data.patches import IMAGE_PAD_VALUE
+from weaksegtf.constants import IMAGE_PAD_VALUE
 from weaksegtf.errors import ConfigError
+from weaksegtf.io import write_text_atomic
 
 SEGMENTATION_MODES = ("S", "S+C", "S+C*")
 CLASSIFICATION_MODES = ("S2+C2", "S2+C2*", "S2*+C2")
@@ -758,7 +759,7 @@ def run_sweep(
                    "n_units": len(unit_names(data, settings))})
     if command:
         record["commands"].append(command)
-    _atomic_write(sweep_path, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(sweep_path, json.dumps(record, indent=2) + "\n")
 
     runs_path = out_dir / RUNS_CSV
     rows = read_runs(out_dir)
@@ -801,7 +802,7 @@ def run_sweep(
         ]
         rows.append(row)
         _write_runs(rows, runs_path)
-        _atomic_write(draws_path, json.dumps(draws, indent=1) + "\n")
+        write_text_atomic(draws_path, json.dumps(draws, indent=1) + "\n")
         if log:
             elapsed = time.perf_counter() - started
             eta = elapsed / number * (len(todo) - number)
@@ -817,7 +818,3 @@ def _show(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -36,6 +36,7 @@ from weaksegtf.experiment import (
     SWEEP_JSON,
     read_runs,
 )
+from weaksegtf.io import write_text_atomic
 
 SUMMARY_CSV = "summary.csv"
 PAIRED_CSV = "paired.csv"
@@ -400,9 +401,7 @@ def update_markdown(path: PathLike, body: str, section: str = DEFAULT_SECTION, h
         raise ConfigError(f"{path} has only one of the markers {begin!r} and {end!r}; fix it by hand")
     else:
         text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
     return path
 
 

@@ -218,7 +218,7 @@ class OutputFolder:
         Returns:
             The names removed as stale.
         """
-        from weaksegtf.training import atomic_write_text
+        from weaksegtf.io import write_text_atomic
 
         written = [str(name) for name in written]
         stale = [
@@ -233,5 +233,5 @@ class OutputFolder:
         outputs.update({name: self.command for name in written})
         document = {"about": "outputs weaksegtf commands wrote here; --overwrite replaces only these",
                     "outputs": dict(sorted(outputs.items()))}
-        atomic_write_text(self.record_path, json.dumps(document, indent=2) + "\n")
+        write_text_atomic(self.record_path, json.dumps(document, indent=2) + "\n")
         return stale

@@ -28,7 +28,7 @@ import numpy as np
 
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.errors import ConfigError
-from weaksegtf.training import IGNORE_VALUE
+from weaksegtf.constants import IGNORE_VALUE
 
 #: Smallest renormalised probability of the allowed class a pseudo-mask pixel needs.
 DEFAULT_PSEUDO_CONFIDENCE = 0.9

@@ -21,17 +21,16 @@ from typing import Sequence
 
 import numpy as np
 
-from weaksegtf.data.patches import IMAGE_PAD_VALUE
+from weaksegtf.constants import IGNORE_VALUE, IMAGE_PAD_VALUE, SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import json_float, write_text_atomic
 from weaksegtf.metrics.confusion import confusion_matrix, dice_per_class, iou_per_class, pixel_accuracy
 from weaksegtf.training_outputs import check_training_request, training_settings
 
 MODES = ("S", "S+C", "S+C*", "C", "LR")
-IGNORE_VALUE = 255
 #: How labelled images enter the label stream: whole (one patch each) or as grid tiles.
 LABEL_TILES = ("whole", "grid")
 #: Model inputs must have sides that are multiples of this (the encoder's stride).
-SIZE_MULTIPLE = 16
 DEFAULT_BATCH_SIZE = 20  # section 2.3
 DEFAULT_LEARNING_RATE = 1e-4  # section 2.3, Adam(0.9, 0.999)
 #: Weight of the allowed-class loss in weakseg-train's recipe: measured best on GlaS validation patients
@@ -59,7 +58,7 @@ def check_arrays(
     """Shapes and value ranges of a training stream, checked before TensorFlow sees them."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"{what} images must be (N, H, W, 3), got {images.shape}")
-    if images.shape[1] % 16 or images.shape[2] % 16:
+    if images.shape[1] % SIZE_MULTIPLE or images.shape[2] % SIZE_MULTIPLE:
         raise ConfigError(f"{what} tiles are {images.shape[1]}x{images.shape[2]}; height and width must be multiples of 16")
     if len(targets) != len(images):
         raise DataError(f"{what}: {len(images)} images but {len(targets)} targets")
@@ -99,7 +98,7 @@ def check_block_labels(images: np.ndarray, block_labels: np.ndarray, joint_table
     """
     if images.ndim != 4 or images.shape[-1] != 3:
         raise DataError(f"{what} images must be (N, H, W, 3), got {images.shape}")
-    if images.shape[1] % 16 or images.shape[2] % 16:
+    if images.shape[1] % SIZE_MULTIPLE or images.shape[2] % SIZE_MULTIPLE:
         raise ConfigError(f"{what} tiles are {images.shape[1]}x{images.shape[2]}; height and width must be multiples of 16")
     if len(block_labels) != len(images):
         raise DataError(f"{what}: {len(images)} images but {len(block_labels)} block-label maps")
@@ -589,16 +588,12 @@ def evaluate_images(
         "pixel_accuracy": pixel_accuracy(total),
         "mean_iou": float(np.nanmean(iou)),
         "mean_dice": float(np.nanmean(dice)),
-        "iou": {name: _json_float(v) for name, v in zip(class_names, iou)},
-        "dice": {name: _json_float(v) for name, v in zip(class_names, dice)},
+        "iou": {name: json_float(v) for name, v in zip(class_names, iou)},
+        "dice": {name: json_float(v) for name, v in zip(class_names, dice)},
         "confusion_matrix": total.tolist(),
         "n_images": len(images),
     }
     return metrics, predictions
-
-
-def _json_float(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
 
 
 @dataclass
@@ -621,13 +616,6 @@ def write_history_csv(history: dict, path: Path) -> Path:
         for epoch, row in enumerate(rows, start=1):
             writer.writerow([epoch, *(f"{float(v):.6g}" for v in row)])
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the target, then rename, so an interruption never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_training(
@@ -710,7 +698,7 @@ def run_training(
 
     if label_tiles not in LABEL_TILES:
         raise ConfigError(f"label_tiles {label_tiles!r} is unknown; expected one of {LABEL_TILES}")
-    if tile_size_px % 16:
+    if tile_size_px % SIZE_MULTIPLE:
         raise ConfigError(f"tile_size_px must be a multiple of 16, got {tile_size_px}")
     if self_training and (label_tiles != "whole" or mode not in ("S+C", "S+C*")
                           or not train_labels or not train_masks):
@@ -830,7 +818,7 @@ def run_training(
         )
     metrics["model_card"], metrics["provenance"] = outputs.model_card, outputs.provenance()
     metrics_path = out_dir / "metrics.json"
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
+    write_text_atomic(metrics_path, json.dumps(metrics, indent=2))
     outputs.commit(model_path, history_path, metrics_path, overlay_path)
     return TrainingResult(model_path, history_path, metrics_path, overlay_path, metrics)
 

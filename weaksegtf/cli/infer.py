@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from weaksegtf.errors import WeaksegError
     from weaksegtf.inference import ClusterSettings, SlideSegmenter, find_inputs, load_session, segment_slides
-    from weaksegtf.inference.safe_files import is_storage_error, storage_error
+    from weaksegtf.io import is_storage_error, storage_error
 
     try:
         if not find_inputs(args.inputs):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from weaksegtf.constants import IMAGE_PAD_VALUE
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.errors import ConfigError
 from weaksegtf.tiling import tile_grid
 
 #: Value that pads images smaller than a tile (white, like an empty slide).
-IMAGE_PAD_VALUE = 255
 #: Longest side of a whole labelled image in the label stream (larger ones are shrunk).
 DEFAULT_LABEL_MAX_SIZE_PX = 512
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 import weaksegtf
+from weaksegtf.constants import SIZE_MULTIPLE
 from weaksegtf.data.images import PathLike
 from weaksegtf.errors import ConfigError, DataError, ExportError, ModelFileError, OutputError, ParityError
 from weaksegtf.export.export_report import ExportReport
@@ -350,7 +351,7 @@ def _check_settings(tolerance, min_int8_agreement, mpp, tile_size_px, calibratio
     if mpp is not None and not (isinstance(mpp, (int, float)) and math.isfinite(mpp) and mpp > 0):
         raise ConfigError(f"mpp must be a positive number of microns per pixel, got {mpp!r}")
     if tile_size_px is not None and (isinstance(tile_size_px, bool) or not isinstance(tile_size_px, int)
-                                     or tile_size_px <= 0 or tile_size_px % 16):
+                                     or tile_size_px <= 0 or tile_size_px % SIZE_MULTIPLE):
         raise ConfigError(f"tile_size_px must be a positive multiple of 16, got {tile_size_px!r}")
     if isinstance(calibration_tiles, bool) or not isinstance(calibration_tiles, int) or calibration_tiles < 1:
         raise ConfigError(f"calibration_tiles must be a positive int, got {calibration_tiles!r}")

@@ -12,7 +12,7 @@
   results to disk and resuming after a kill.
 - :func:`write_tiff_pyramid`, :func:`write_geojson`, :func:`mask_polygons`:
   viewer-ready outputs (valid polygons, clipped to the slide).
-- :class:`OutputLock`, :func:`output_names`, :mod:`~weaksegtf.inference.safe_files`:
+- :class:`OutputLock`, :func:`output_names`, :mod:`~weaksegtf.io`:
   one run per output folder, stable collision-free slide folders, writes that
   never follow links or leave half files.
 """

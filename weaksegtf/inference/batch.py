@@ -29,7 +29,7 @@ from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_i
 from weaksegtf.inference.inputs import find_inputs, input_key, output_names
 from weaksegtf.inference.output_lock import LOCK_NAME, OutputLock
 from weaksegtf.inference.progress import Progress
-from weaksegtf.inference.safe_files import (
+from weaksegtf.io import (
     is_storage_error,
     refuse_link,
     remove_stale_partials,

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from weaksegtf.inference.safe_files import (
+from weaksegtf.io import (
     make_folder,
     open_existing_or_new,
     refuse_link,

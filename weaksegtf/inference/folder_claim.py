@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weaksegtf.errors import OutputError
-from weaksegtf.inference.safe_files import refuse_link, write_text_atomic
+from weaksegtf.io import refuse_link, write_text_atomic
 
 SOURCE_NAME = "source.json"
 SUMMARY_NAME = "summary.json"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from weaksegtf.errors import OutputError
-from weaksegtf.inference.safe_files import open_existing_or_new, storage_error
+from weaksegtf.io import open_existing_or_new, storage_error
 
 LOCK_NAME = ".weakseg-infer.lock"
 

@@ -19,8 +19,8 @@ from weaksegtf.export.metadata import OnnxMetadata
 from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan
 from weaksegtf.inference.tile_store import TileStore
-from weaksegtf.inference.safe_files import discard, publish, refuse_link, temporary_path
 from weaksegtf.inference.writers import write_geojson, write_overlay_png
+from weaksegtf.io import discard, publish, refuse_link, temporary_path
 from weaksegtf.slides.slide_reader import SlideReader
 
 

@@ -26,7 +26,7 @@ from weaksegtf.inference.slide_outputs import write_slide_outputs
 from weaksegtf.inference.stitcher import Stitcher
 from weaksegtf.inference.tile_scheduler import SIZE_MULTIPLE_PX, TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
-from weaksegtf.inference.safe_files import (
+from weaksegtf.io import (
     discard,
     make_folder,
     refuse_link,

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError
-from weaksegtf.inference.safe_files import discard, open_new, temporary_path
+from weaksegtf.io import discard, open_new, temporary_path
 
 #: ``(y0, y1)`` to rows ``y0:y1`` of a ``(height, width)`` uint8 image.
 RowSource = Callable[[int, int], npt.NDArray[np.uint8]]

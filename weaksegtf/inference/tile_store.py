@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError
-from weaksegtf.inference.safe_files import open_existing_or_new, storage_error
 from weaksegtf.inference.tile_scheduler import TilePlan
+from weaksegtf.io import open_existing_or_new, storage_error
 
 UInt8Image = npt.NDArray[np.uint8]
 

@@ -1,7 +1,7 @@
 """The small outputs of a slide: overlay thumbnail and QuPath GeoJSON, each written under a temporary name.
 
 Both writers leave the finished file at a temporary path (from
-:func:`~weaksegtf.inference.safe_files.temporary_path`) and return it; the
+:func:`~weaksegtf.io.temporary_path`) and return it; the
 caller renames every output into place once all of them are complete, so a
 full disk or a kill never leaves half of a slide's outputs.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.inference.mask_polygons import label_regions, ring_area
-from weaksegtf.inference.safe_files import discard, open_new
+from weaksegtf.io import discard, open_new
 from weaksegtf.visualize import overlay
 
 #: QuPath's name for an object's area measurement.

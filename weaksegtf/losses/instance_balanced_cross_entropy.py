@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from weaksegtf.losses.valid_pixel_mask import WeightMapLoss, _labels, valid_one_hot, weight_map_cross_entropy
-from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
+from weaksegtf.constants import IGNORE_VALUE
 
 
 def balancing_weights(class_counts, one_hot):

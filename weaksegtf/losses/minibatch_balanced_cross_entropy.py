@@ -7,7 +7,7 @@ from keras import ops
 
 from weaksegtf.losses.instance_balanced_cross_entropy import balancing_weights
 from weaksegtf.losses.valid_pixel_mask import WeightMapLoss, _labels, valid_one_hot, weight_map_cross_entropy
-from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
+from weaksegtf.constants import IGNORE_VALUE
 
 
 def minibatch_balancing_weights(y_true, num_classes: int, ignore_value: int = IGNORE_VALUE):

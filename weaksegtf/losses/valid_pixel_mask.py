@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from weaksegtf.losses.weighted_cross_entropy import IGNORE_VALUE
+from weaksegtf.constants import IGNORE_VALUE
 
 
 def _labels(y_true, logits):

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-IGNORE_VALUE = 255
+from weaksegtf.constants import IGNORE_VALUE
+
 
 
 def class_weights_from_counts(pixel_counts: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from weaksegtf.errors import ConfigError
-from weaksegtf.metrics.confusion import IGNORE_VALUE, confusion_matrix
+from weaksegtf.constants import IGNORE_VALUE
+from weaksegtf.metrics.confusion import confusion_matrix
 
 # Distances come from float32 square roots; this absorbs their rounding.
 _DISTANCE_TOLERANCE_PX = 1e-4

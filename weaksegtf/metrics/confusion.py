@@ -21,9 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
+from weaksegtf.constants import IGNORE_VALUE
 from weaksegtf.errors import DataError
+from weaksegtf.io import json_float
 
-IGNORE_VALUE = 255
 # Pixels per bincount call: bounds the int64 temporaries for whole-slide arrays.
 _CHUNK_PIXELS = 1 << 24
 
@@ -207,11 +208,7 @@ def bach_score(confusion: np.ndarray, epsilon: float = 1e-12) -> float:
 
 
 def _named(values: np.ndarray, class_names: Sequence[str]) -> dict[str, float | None]:
-    return {name: _json_float(v) for name, v in zip(class_names, values)}
-
-
-def _json_float(value: float) -> float | None:
-    return None if value is None or np.isnan(value) else float(value)
+    return {name: json_float(v) for name, v in zip(class_names, values)}
 
 
 def metrics_from_confusion(confusion: np.ndarray, class_names: Sequence[str] | None = None) -> dict:
@@ -233,14 +230,14 @@ def metrics_from_confusion(confusion: np.ndarray, class_names: Sequence[str] | N
     if len(class_names) != len(confusion):
         raise DataError(f"got {len(class_names)} class names for a {len(confusion)}x{len(confusion)} confusion matrix")
     return {
-        "pixel_accuracy": _json_float(pixel_accuracy(confusion)),
-        "foreground_accuracy": _json_float(foreground_accuracy(confusion)),
-        "f1_macro": _json_float(f1_macro(confusion)),
-        "f1_weighted": _json_float(f1_weighted(confusion)),
-        "f1_micro_pooled": _json_float(f1_micro_pooled(confusion)),
-        "mean_iou": _json_float(mean_iou(confusion)),
-        "mean_dice": _json_float(mean_dice(confusion)),
-        "bach_score": _json_float(bach_score(confusion)) if confusion.sum() else None,
+        "pixel_accuracy": json_float(pixel_accuracy(confusion)),
+        "foreground_accuracy": json_float(foreground_accuracy(confusion)),
+        "f1_macro": json_float(f1_macro(confusion)),
+        "f1_weighted": json_float(f1_weighted(confusion)),
+        "f1_micro_pooled": json_float(f1_micro_pooled(confusion)),
+        "mean_iou": json_float(mean_iou(confusion)),
+        "mean_dice": json_float(mean_dice(confusion)),
+        "bach_score": json_float(bach_score(confusion)) if confusion.sum() else None,
         "n_pixels": int(confusion.sum()),
         "precision": _named(precision_per_class(confusion), class_names),
         "recall": _named(recall_per_class(confusion), class_names),

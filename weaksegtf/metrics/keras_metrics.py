@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-IGNORE_VALUE = 255
+from weaksegtf.constants import IGNORE_VALUE
+
 
 
 class _ConfusionMetric(keras.metrics.Metric):

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import json_float
 from weaksegtf.metrics.boundary import boundary_mask
 from weaksegtf.metrics.confusion import (
     IGNORE_VALUE,
@@ -140,8 +141,8 @@ class SegmentationEvaluator:
         row = {"name": name, "n_pixels": metrics["n_pixels"]}
         row.update({key: metrics[key] for key in PER_IMAGE_METRICS})
         if self.boundary_distance_px is not None:
-            row["boundary_mean_iou"] = _json_float(mean_iou(boundary))
-            row["boundary_mean_dice"] = _json_float(mean_dice(boundary))
+            row["boundary_mean_iou"] = json_float(mean_iou(boundary))
+            row["boundary_mean_dice"] = json_float(mean_dice(boundary))
         row.update({f"dice_{n}": metrics["dice"][n] for n in self.class_names})
         if self.keep_rows:
             self.rows.append(row)
@@ -155,15 +156,13 @@ class SegmentationEvaluator:
             b = self.boundary_confusion
             metrics["boundary"] = {
                 "distance_px": self.boundary_distance_px,
-                "mean_iou": _json_float(mean_iou(b)),
-                "mean_dice": _json_float(mean_dice(b)),
-                "iou": {n: _json_float(v) for n, v in zip(self.class_names, iou_per_class(b))},
-                "dice": {n: _json_float(v) for n, v in zip(self.class_names, dice_per_class(b))},
+                "mean_iou": json_float(mean_iou(b)),
+                "mean_dice": json_float(mean_dice(b)),
+                "iou": {n: json_float(v) for n, v in zip(self.class_names, iou_per_class(b))},
+                "dice": {n: json_float(v) for n, v in zip(self.class_names, dice_per_class(b))},
                 "n_pixels": int(b.sum()),
                 "confusion_matrix": b.tolist(),
             }
         return metrics
 
 
-def _json_float(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)

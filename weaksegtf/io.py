@@ -1,6 +1,7 @@
-"""Writing inside an output folder without ever following a symbolic link or sharing a temporary name.
+"""File writing for the whole package: atomic writes that never follow a symbolic link, and JSON values.
 
-Every file ``weakseg-infer`` writes goes through here. A file is first written
+Every file weaksegtf writes goes through here (training, evaluation and
+experiments write their text files with :func:`write_text_atomic` too). A file is first written
 under a temporary name unique to the process (``.<name>.<pid>-<random>.partial``,
 created with ``O_EXCL | O_NOFOLLOW``, so neither a second run nor a planted
 link can be written through) and then renamed over its final name, which must
@@ -174,3 +175,12 @@ def remove_stale_partials(folder: Path | str) -> int:
             os.unlink(entry.path)
             removed += 1
     return removed
+
+
+def json_float(value) -> float | None:
+    """A float for JSON: ``None`` for ``None`` and NaN (JSON has no NaN).
+
+    >>> json_float(float("nan")), json_float(None), json_float(0.5)
+    (None, None, 0.5)
+    """
+    return None if value is None or value != value else float(value)
