@@ -1,0 +1,109 @@
+"""Self-training from grade labels on GlaS, with the S model of the scenario as the teacher.
+
+For each seed of ``benchmarks/glas_scenario.py`` whose S run is trained (``OUT/seed{S}/S/train/model.keras``),
+the S model (7 masks) draws a pseudo-mask for each of the 48 grade-labelled training images with
+``weaksegtf.pseudo_labels.pseudo_mask_set``: the model decides where the gland is, the image's grade
+decides its class, pixels the model is less than ``--confidence`` sure of are not annotated. A second
+training (mode S, the same ``--train-args`` as the scenario) then runs from scratch on the 7 masks plus
+the 48 pseudo-masks. This is the second round of ``weakseg-train --self-training`` with S as its first
+round: it measures what the grade labels add through pseudo-masks alone, at the cost of one more S-all-sized
+training. The best epoch is chosen on the validation patients; test patients are scored once, in inference
+mode with ``weakseg-infer``'s padding (``weaksegtf.training.evaluate_images``, which agrees with the exported
+model within 0.01 Dice: tests/test_deployed_quality.py).
+
+The pseudo-masks are also scored against the labelled images' true masks (which the training never reads):
+the share of pixels annotated, and the gland Dice on the annotated pixels.
+
+    python benchmarks/glas_self_training.py --out runs/scen2 --seeds 0 1 --train-args "--augment light --lr-schedule cosine"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ["background", "benign gland", "malignant gland"]
+
+
+def gland_dice(confusion: np.ndarray) -> float:
+    from weaksegtf.metrics.confusion import dice_per_class
+
+    dice = dice_per_class(confusion)
+    return float(np.mean(dice[1:]))
+
+
+def one_seed(out: Path, seed: int, confidence: float, train_args: dict) -> dict:
+    import cv2
+    import keras
+
+    import weaksegtf.models  # noqa: F401  (registers the model classes for load_model)
+    from weaksegtf.data import LabelSet, MaskSet
+    from weaksegtf.metrics.confusion import confusion_matrix
+    from weaksegtf.pseudo_labels import pseudo_mask_set
+    from weaksegtf.training import evaluate_images, inference_tile_px, run_training
+    from weaksegtf.visualize import comparison_grid
+
+    split = out / f"split_seed{seed}"
+    run_dir = out / f"seed{seed}" / "S+ST"
+    if (run_dir / "row.json").is_file():
+        return json.loads((run_dir / "row.json").read_text())
+    teacher = keras.saving.load_model(out / f"seed{seed}" / "S" / "train" / "model.keras")
+    labels = LabelSet.from_folder(split / "train_labels", len(CLASSES), CLASSES)
+    pseudo = pseudo_mask_set(teacher, labels.images, labels.labels, confidence, inference_tile_px(128))
+    # Diagnostic only: the labelled images' true masks, which training never reads.
+    truth_dir = split / "train_full" / "masks"
+    truths = [cv2.imread(str(truth_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED) for name in labels.names]
+    total = sum(confusion_matrix(np.where(p == 255, 255, t), np.where(p == 255, 0, p), len(CLASSES))
+                for t, p in zip(truths, pseudo.masks))  # on the annotated pixels only
+    annotated = float(np.mean([(m != 255).mean() for m in pseudo.masks]))
+    picked = [i for g in (1, 2) for i in np.flatnonzero(np.asarray(labels.labels) == g)[:2]]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    comparison_grid([labels.images[i] for i in picked], [truths[i] for i in picked],
+                    {"pseudo-mask": [pseudo.masks[i] for i in picked]}, CLASSES, run_dir / "pseudo_masks.png",
+                    titles=[labels.names[i] for i in picked], cell_px=256)
+    masks = MaskSet.from_folder(split / "train_masks", len(CLASSES))
+    combined = MaskSet(masks.images + pseudo.images, masks.masks + pseudo.masks,
+                       masks.names + [f"pseudo_{n}" for n in labels.names])
+    val = MaskSet.from_folder(split / "val", len(CLASSES))
+    result = run_training(combined, None, val, run_dir / "train", class_names=CLASSES, mode="S", seed=seed,
+                          overwrite=True, **train_args)
+    model = keras.saving.load_model(result.model_path)
+    test = MaskSet.from_folder(split / "test", len(CLASSES))
+    test_metrics, _ = evaluate_images(model, test.images, test.masks, CLASSES, inference_tile_px(128))
+    val_dice = result.metrics["validation"]["dice"]
+    row = {
+        "seed": seed, "run": "S+ST", "confidence": confidence, "pseudo_annotated_share": annotated,
+        "pseudo_gland_dice_on_annotated": gland_dice(total),
+        "best_epoch": result.metrics["best_epoch"], "train_s": result.metrics["train_seconds"],
+        "val_gland_dice": float(np.mean([val_dice["benign gland"], val_dice["malignant gland"]])),
+        "test_gland_dice": gland_dice(np.asarray(test_metrics["confusion_matrix"])),
+        "test_dice": test_metrics["dice"],
+    }
+    (run_dir / "row.json").write_text(json.dumps(row, indent=2))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="the scenario's output folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--augment", default="light")
+    parser.add_argument("--lr-schedule", default="cosine")
+    args = parser.parse_args(argv)
+    train_args = {"augment": args.augment, "lr_schedule": args.lr_schedule, "epochs": 15, "steps_per_epoch": 50,
+                  "learning_rate": 1e-3, "verbose": 2}
+    for seed in args.seeds:
+        row = one_seed(Path(args.out), seed, args.confidence, train_args)
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
