@@ -10,6 +10,7 @@ The library functions here are what ``weakseg-train`` and ``weakseg-demo`` call.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.io import json_float, write_text_atomic
 from weaksegtf.metrics.confusion import confusion_matrix, dice_per_class, iou_per_class, pixel_accuracy
 from weaksegtf.training_outputs import check_training_request, training_settings
+from weaksegtf.training_strategy import check_strategy, resolve_strategy
 
 MODES = ("S", "S+C", "S+C*", "C", "LR")
 #: How labelled images enter the label stream: whole (one patch each) or as grid tiles.
@@ -124,6 +126,7 @@ def make_train_dataset(
     block_labels: np.ndarray | None = None,
     background_images: np.ndarray | None = None,
     label_batch_size: int | None = None,
+    replicas: int = 1,
 ):
     """Zipped tf.data stream of ``{"mask": (x, y), "label": ..., "background": ..., "lowres": (x, z)}`` and its epoch length.
 
@@ -150,10 +153,20 @@ def make_train_dataset(
     (left-right, up-down: their shape is kept) and colour jitter (an
     image-level label does not move); the low-resolution stream gets colour
     only, as its block labels would move.
+
+    ``replicas``: the ``tf.distribute`` replicas that will share every batch
+    (Keras splits each stream's batch among them). Every stream's batch size
+    must be a multiple of it, so that each replica gets an equal part: the
+    default label and background batch sizes are rounded up to one, and a
+    ``batch_size`` or ``label_batch_size`` that is not raises ``ConfigError``.
     """
     import tensorflow as tf
 
     streams, steps = {}, []
+    for name, size in (("batch_size", batch_size), ("label_batch_size", label_batch_size)):
+        if size is not None and size % replicas:
+            raise ConfigError(f"{name} {size} does not split evenly among {replicas} replicas; "
+                              f"use a multiple of {replicas} (it is the global batch of a stream)")
 
     def stream(x, y, augment_fn, size):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -184,7 +197,7 @@ def make_train_dataset(
         if label_batch_size is None:
             mean_area = float(np.mean([image.shape[0] * image.shape[1] for image in label_images]))
             tile_area = float(mask_images.shape[1] * mask_images.shape[2]) if mask_images is not None and len(mask_images) else 128.0**2
-            label_batch_size = max(2, int(batch_size * tile_area // mean_area))
+            label_batch_size = _multiple(max(2, int(batch_size * tile_area // mean_area)), replicas)
         streams["label"] = _whole_image_stream(label_images, labels, label_batch_size, seed, augment, tf)
         steps.append(math.ceil(n_label / label_batch_size))
     elif n_label:
@@ -193,7 +206,7 @@ def make_train_dataset(
         size = batch_size
         if n_label:
             item_batch = label_batch_size or batch_size
-            size = max(1, round(item_batch * len(background_images) / n_label))
+            size = _multiple(max(1, round(item_batch * len(background_images) / n_label)), replicas)
         background_labels = np.zeros(len(background_images), np.int32)
         streams["background"] = stream(background_images, background_labels, tile_aug, size)
         steps.pop()  # background tiles repeat to the pace of the other streams
@@ -202,6 +215,11 @@ def make_train_dataset(
     if not streams:
         raise ConfigError("no training data: the mask set, the label set and the low-resolution set are empty")
     return tf.data.Dataset.zip(streams).prefetch(tf.data.AUTOTUNE), max(steps or [1])
+
+
+def _multiple(size: int, multiple: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``."""
+    return -(-size // multiple) * multiple
 
 
 def augmentation_mode(augment: bool | str) -> str:
@@ -363,6 +381,7 @@ def train_weak_segmenter(
     present_class_share: float = 0.0,
     decoder: str = "paper",
     upsampling: str = "nearest",
+    strategy: str | tf.distribute.Strategy | None = "none",
 ):
     """Train a ``WeakSegmenter`` on tile arrays; returns ``(model, history)``.
 
@@ -421,6 +440,16 @@ def train_weak_segmenter(
         precise_batch_norm: bool. After every epoch, re-estimate the batch-norm
             statistics of the encoder and decoder on the mask tiles
             (:mod:`weaksegtf.precise_batch_norm`). Defaults to ``True``.
+        strategy: ``"none"`` (or ``None``), ``"mirrored"``, ``"multiworker"`` or a
+            ``tf.distribute.Strategy`` (:mod:`weaksegtf.training_strategy`).
+            The model is built, compiled and trained inside its scope; Keras
+            splits every global batch of the training stream (``batch_size``
+            items per stream and step, as on one device) among the replicas,
+            and each worker of a multi-worker run keeps its own share of it
+            (``AutoShardPolicy.DATA``: every worker builds the same seeded
+            stream). One step then gives the weights one device would reach
+            on the whole batch (:class:`weaksegtf.models.WeakSegmenter`).
+            Defaults to ``"none"`` (no strategy).
         Other arguments follow section 2.3 of Ciga & Martel (Adam, lr 1e-4, batch 20).
     """
     import keras
@@ -470,50 +499,72 @@ def train_weak_segmenter(
             counts[0] += 0 if background_images is None else len(background_images)
             label_class_weights = class_weights_from_counts(counts).tolist()
 
-    keras.utils.set_random_seed(seed)
-    model = WeakSegmenter(
-        num_classes=num_classes, class_names=class_names, class_weights=class_weights, update=update,
-        architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
-        joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
-        lowres_weight=lowres_weight, label_class_weights=label_class_weights,
-        classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
-        present_class_share=present_class_share, decoder=decoder, upsampling=upsampling,
-    )
-    if encoder_weights is not None:
-        load_encoder_weights(model.encoder, encoder_weights)
-    dataset, steps = make_train_dataset(
-        mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment,
-        lowres_images=lowres_images, block_labels=block_labels, background_images=background_images,
-        label_batch_size=label_batch_size,
-    )
-    steps_per_epoch = steps_per_epoch or steps
-    schedule = learning_rate_schedule(learning_rate, lr_schedule, epochs * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999))
-    # Order matters: statistics first, so validation and the kept epoch use them.
-    own_callbacks, selection = [], None
-    if precise_batch_norm and mask_images is not None and len(mask_images):
-        from weaksegtf.precise_batch_norm import PreciseBatchNorm
-
-        own_callbacks.append(PreciseBatchNorm(mask_images, batch_size, seed))
     if validation is not None:
-        from weaksegtf.whole_image_validation import WholeImageValidation
-
         check_validation(validation[0], validation[1], num_classes)
-        selection = WholeImageValidation(
-            validation[0], validation[1], model.class_names, restore_best=best_epoch,
-            min_size_px=inference_tile_px(mask_images.shape[1] if mask_images is not None else None),
+    strategy = resolve_strategy(strategy)
+    # Everything that creates or updates variables runs in the strategy's scope, the callbacks
+    # (precise batch norm, validation, best-epoch restore) too: there, assigning a mirrored
+    # variable updates every replica's copy.
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        keras.utils.set_random_seed(seed)
+        model = WeakSegmenter(
+            num_classes=num_classes, class_names=class_names, class_weights=class_weights, update=update,
+            architecture=architecture, unet_filters=unet_filters, segmentation_loss=segmentation_loss,
+            joint_table=joint_table, lowres_loss=lowres_loss, lowres_group_size=lowres_group_size,
+            lowres_weight=lowres_weight, label_class_weights=label_class_weights,
+            classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
+            present_class_share=present_class_share, decoder=decoder, upsampling=upsampling,
         )
-        own_callbacks.append(selection)
-    callbacks = own_callbacks + list(callbacks or [])
-    history = model.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+        if encoder_weights is not None:
+            load_encoder_weights(model.encoder, encoder_weights)
+        dataset, steps = make_train_dataset(
+            mask_images, masks, label_images, labels, batch_size=batch_size, seed=seed, augment=augment,
+            lowres_images=lowres_images, block_labels=block_labels, background_images=background_images,
+            label_batch_size=label_batch_size, replicas=1 if strategy is None else strategy.num_replicas_in_sync,
+        )
+        if strategy is not None:
+            dataset = _shard_by_data(dataset)
+        steps_per_epoch = steps_per_epoch or steps
+        schedule = learning_rate_schedule(learning_rate, lr_schedule, epochs * steps_per_epoch)
+        model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999))
+        # Order matters: statistics first, so validation and the kept epoch use them.
+        own_callbacks, selection = [], None
+        if precise_batch_norm and mask_images is not None and len(mask_images):
+            from weaksegtf.precise_batch_norm import PreciseBatchNorm
+
+            own_callbacks.append(PreciseBatchNorm(mask_images, batch_size, seed))
+        if validation is not None:
+            from weaksegtf.whole_image_validation import WholeImageValidation
+
+            selection = WholeImageValidation(
+                validation[0], validation[1], model.class_names, restore_best=best_epoch,
+                min_size_px=inference_tile_px(mask_images.shape[1] if mask_images is not None else None),
+            )
+            own_callbacks.append(selection)
+        callbacks = own_callbacks + list(callbacks or [])
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     history.whole_image_validation = selection
     return model, history
+
+
+def _shard_by_data(dataset):
+    """``dataset`` with the DATA auto-shard policy: each worker keeps its share of every global batch.
+
+    The streams are arrays and a generator, not files, so TensorFlow's default
+    (AUTO) would try to shard by file, fail, and fall back to this with a warning.
+    Every worker builds the same seeded stream, so the shares are disjoint.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int):
@@ -660,6 +711,7 @@ def run_training(
     upsampling: str = "nearest",
     model_card: dict | None = None,
     overwrite: bool = False,
+    strategy: str | tf.distribute.Strategy | None = "none",
 ) -> TrainingResult:
     """Train from a ``MaskSet``, a ``LabelSet`` and a validation ``MaskSet`` and write the results.
 
@@ -691,6 +743,12 @@ def run_training(
     ``model.keras`` (``weaksegtf.model_card``). ``out_dir`` must be new or empty
     unless ``overwrite`` (``weaksegtf.output_guard.OutputFolder``); that, the
     class names and ``epochs`` are checked before any image is read.
+
+    ``strategy`` (``"none"``, ``"mirrored"``, ``"multiworker"`` or a
+    ``tf.distribute.Strategy``; see :func:`train_weak_segmenter`) is created
+    before any image is read, as ``MultiWorkerMirroredStrategy`` must be; with
+    self-training both trainings use it. ``batch_size`` is the global batch of
+    each stream, split among the replicas.
     """
     settings = training_settings(locals())
     from weaksegtf.data import background_tiles, label_set_to_arrays, label_set_to_images, mask_set_to_arrays
@@ -704,8 +762,10 @@ def run_training(
                           or not train_labels or not train_masks):
         raise ConfigError("self-training needs masks and whole labelled images (label_tiles='whole') "
                           f"in mode S+C or S+C*; got mode {mode}, label_tiles {label_tiles!r}")
+    strategy_name = check_strategy(strategy)
     outputs = check_training_request(out_dir, class_names=class_names, epochs=epochs, tile_size_px=tile_size_px,
                                      model_card=model_card, overwrite=overwrite, settings=settings)
+    strategy = resolve_strategy(strategy)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     num_classes = len(class_names)
@@ -740,6 +800,7 @@ def run_training(
             background_images=background_x, label_batch_size=label_batch_size, best_epoch=best_epoch,
             classification_weight=classification_weight, allowed_class_weight=allowed_class_weight,
             present_class_share=present_class_share, decoder=decoder, upsampling=upsampling,
+            strategy=strategy,
         )
 
     start = time.perf_counter()
@@ -799,6 +860,8 @@ def run_training(
         "lr_schedule": lr_schedule,
         "augment": augmentation_mode(augment),
         "self_training": first_round,
+        "strategy": strategy_name,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
     }
     overlay_path = None
     if val is not None and len(val):

@@ -46,6 +46,8 @@ def training_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
     settings = {key: value for key, value in arguments.items() if key not in _DATA_ARGUMENTS}
     if settings.get("joint_table") is not None and not isinstance(settings["joint_table"], (str, Path)):
         settings["joint_table"] = type(settings["joint_table"]).__name__
+    if settings.get("strategy") is not None and not isinstance(settings["strategy"], str):
+        settings["strategy"] = type(settings["strategy"]).__name__  # a tf.distribute.Strategy object
     return settings
 
 

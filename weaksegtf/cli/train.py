@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
+from weaksegtf.training_strategy import STRATEGIES, check_strategy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-epoch", type=int, default=50,
                         help="optimizer steps per epoch, the same for every mode; 0 = one pass over the largest "
                         "stream, the paper's epoch (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=20, help="batch size of each stream (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=20,
+                        help="batch size of each stream per step; with --strategy, the global batch, split among "
+                        "the replicas (default: %(default)s)")
+    parser.add_argument("--strategy", default="none", choices=STRATEGIES,
+                        help="none: one device; mirrored: every GPU of this machine (CUDA_VISIBLE_DEVICES selects "
+                        "them); multiworker: the machines of the TF_CONFIG environment variable, each running this "
+                        "command (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam learning rate; the paper's 1e-4 needs about 5,000 updates (default: %(default)s)")
     parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         # The cheap checks first, so a bad --out or --epochs fails before any image is read.
         check_training_request(args.out, class_names=class_names, epochs=args.epochs, tile_size_px=args.tile_size,
                                model_card=card, overwrite=args.overwrite)
+        check_strategy(args.strategy)  # multiworker needs TF_CONFIG
         masks = MaskSet.from_folder(args.masks, len(class_names)) if args.masks else None
         labels = LabelSet.from_folder(args.labels, len(class_names), class_names) if args.labels else None
         val = MaskSet.from_folder(args.val, len(class_names)) if args.val else None
@@ -147,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             background_patches=args.background_patches, label_batch_size=args.label_batch_size,
             best_epoch=args.best_epoch, classification_weight=args.classification_weight,
             allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-            decoder=args.decoder, upsampling=args.upsampling, self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
+            decoder=args.decoder, upsampling=args.upsampling, self_training=args.self_training,
+            pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
+            strategy=args.strategy,
         )
     except WeaksegError as error:
         return fail(str(error))

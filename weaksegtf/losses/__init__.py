@@ -22,12 +22,14 @@ from weaksegtf.losses.minibatch_balanced_cross_entropy import (
     MinibatchBalancedCrossEntropy,
     minibatch_balanced_cross_entropy,
     minibatch_balancing_weights,
+    minibatch_class_counts,
 )
 from weaksegtf.losses.statistics_matching import DEFAULT_VARIANCE_EPSILON, statistics_matching
 from weaksegtf.losses.valid_pixel_mask import valid_pixel_mask, weight_map_cross_entropy
 from weaksegtf.losses.weighted_cross_entropy import (
     IGNORE_VALUE,
     WeightedCrossEntropy,
+    annotated_weight,
     class_weights_from_counts,
     weighted_cross_entropy,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "MinibatchBalancedCrossEntropy",
     "WeightedCrossEntropy",
     "allowed_class_cross_entropy",
+    "annotated_weight",
     "present_class_size_loss",
     "block_statistics",
     "class_weights_from_counts",
@@ -53,6 +56,7 @@ __all__ = [
     "intra_inter_instance_loss",
     "minibatch_balanced_cross_entropy",
     "minibatch_balancing_weights",
+    "minibatch_class_counts",
     "statistics_matching",
     "valid_pixel_mask",
     "weight_map_cross_entropy",

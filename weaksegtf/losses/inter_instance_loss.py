@@ -35,6 +35,17 @@ def group_statistics(mu, var_within, z, num_labels: int, group_size: int | None 
         ``(mean, var, cell_label, present)``: ``(S, L)``, ``(S, L)``, ``(S,)`` int32
         and ``(S,)`` bool over ``S = groups * K`` cells.
     """
+    cell, num_cells = _cells(z, num_labels, group_size)
+    count = tf.math.unsorted_segment_sum(tf.ones_like(mu[:, :1]), cell, num_cells + 1)[:-1]
+    mean = tf.math.divide_no_nan(tf.math.unsorted_segment_sum(mu, cell, num_cells + 1)[:-1], count)
+    spread = tf.square(mu - tf.gather(tf.concat([mean, tf.zeros_like(mean[:1])], 0), cell))
+    var = tf.math.divide_no_nan(tf.math.unsorted_segment_sum(spread + var_within, cell, num_cells + 1)[:-1], count)
+    cell_label = tf.range(num_cells) % num_labels
+    return mean, var, cell_label, count[:, 0] > 0
+
+
+def _cells(z, num_labels: int, group_size: int | None):
+    """Cell index ``group * num_labels + z`` of every block, ``num_cells`` for unlabelled blocks; and ``num_cells``."""
     n = tf.shape(z)[0]
     index = tf.range(n)
     group = index // group_size if group_size else tf.zeros_like(index)
@@ -42,13 +53,28 @@ def group_statistics(mu, var_within, z, num_labels: int, group_size: int | None 
     keep = labelled(z)
     num_cells = num_groups * num_labels
     # Unlabelled blocks go to an extra, discarded segment.
-    cell = tf.where(keep, group * num_labels + tf.where(keep, z, 0), num_cells)
-    count = tf.math.unsorted_segment_sum(tf.ones_like(mu[:, :1]), cell, num_cells + 1)[:-1]
-    mean = tf.math.divide_no_nan(tf.math.unsorted_segment_sum(mu, cell, num_cells + 1)[:-1], count)
-    spread = tf.square(mu - tf.gather(tf.concat([mean, tf.zeros_like(mean[:1])], 0), cell))
-    var = tf.math.divide_no_nan(tf.math.unsorted_segment_sum(spread + var_within, cell, num_cells + 1)[:-1], count)
-    cell_label = tf.range(num_cells) % num_labels
-    return mean, var, cell_label, count[:, 0] > 0
+    return tf.where(keep, group * num_labels + tf.where(keep, z, 0), num_cells), num_cells
+
+
+def present_cell_count(block_labels, num_labels: int, group_size: int | None = DEFAULT_GROUP_SIZE):
+    """Number of (group, label) cells holding a labelled block: the denominator of the grouped losses.
+
+    Under ``tf.distribute`` it gives each replica its share of the global
+    batch's mean (:func:`weaksegtf.models.cross_replica.replica_part`).
+
+    Args:
+        block_labels: int ``(B,)`` or ``(B, R, C)``; 255 = unlabelled block.
+        num_labels: int. Rows K of the joint table.
+        group_size: int or None. Blocks per group. Defaults to ``15``.
+
+    Example:
+    >>> float(present_cell_count(np.array([0, 0, 1, 255]), num_labels=2, group_size=2))
+    2.0
+    """
+    z = tf.reshape(tf.cast(block_labels, tf.int32), [-1])
+    cell, num_cells = _cells(z, num_labels, group_size)
+    count = tf.math.unsorted_segment_sum(tf.ones_like(z, tf.float32), cell, num_cells + 1)[:-1]
+    return tf.reduce_sum(tf.cast(count > 0, tf.float32))
 
 
 def grouped_loss(mu, var_within, z, eta, rho, group_size, variance_epsilon):

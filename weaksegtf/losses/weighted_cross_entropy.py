@@ -59,16 +59,35 @@ def weighted_cross_entropy(
     y_true = ops.cast(ops.convert_to_tensor(y_true), "int32")
     if len(y_true.shape) == len(logits.shape):
         y_true = ops.squeeze(y_true, axis=-1)
-    num_classes = logits.shape[-1]
-    valid = ops.not_equal(y_true, ignore_value)
-    safe_labels = ops.where(valid, y_true, 0)
+    safe_labels = ops.where(ops.not_equal(y_true, ignore_value), y_true, 0)
     per_pixel = ops.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
-    if class_weights is None:
-        class_weights = np.ones(num_classes, dtype="float32")
-    weights = ops.take(ops.convert_to_tensor(class_weights, dtype=per_pixel.dtype), safe_labels)
-    weights = weights * ops.cast(valid, per_pixel.dtype)
+    weights = ops.cast(_weight_map(y_true, class_weights, ignore_value), per_pixel.dtype)
     total_weight = ops.sum(weights)
     return ops.sum(weights * per_pixel) / ops.maximum(total_weight, keras.backend.epsilon())
+
+
+def annotated_weight(y_true, class_weights=None, ignore_value: int = IGNORE_VALUE):
+    """``sum_i w[y_i]`` over the annotated items: the denominator of :func:`weighted_cross_entropy`.
+
+    Under ``tf.distribute`` it gives each replica its share of the global
+    batch's mean (:func:`weaksegtf.models.cross_replica.replica_part`).
+
+    Example:
+    >>> float(annotated_weight(np.array([[0, 1, 255]]), [0.5, 2.0]))
+    2.5
+    """
+    y_true = ops.cast(ops.convert_to_tensor(y_true), "int32")
+    return ops.sum(_weight_map(y_true, class_weights, ignore_value))
+
+
+def _weight_map(y_true, class_weights, ignore_value: int):
+    """float32 ``w[y_i]`` per item, 0 where ``y_i == ignore_value`` (all ones without ``class_weights``)."""
+    valid = ops.cast(ops.not_equal(y_true, ignore_value), "float32")
+    if class_weights is None:
+        return valid
+    safe_labels = ops.where(ops.not_equal(y_true, ignore_value), y_true, 0)
+    weights = ops.convert_to_tensor(np.asarray(class_weights, dtype="float32"))
+    return ops.take(weights, safe_labels) * valid
 
 
 @keras.saving.register_keras_serializable(package="weaksegtf")

@@ -63,6 +63,9 @@ class ClassifierHead(layers.Layer):
         self.reduce.build(pooled_shape)
         self.bn.build((input_shape[0], 1, 1, self.hidden))
         self.expand.build((input_shape[0], 1, 1, self.hidden))
+        # Weightless, but built too: a model whose layers are all built skips Keras'
+        # symbolic build, which under tf.distribute would call it on the training batch.
+        self.flatten.build((input_shape[0], 1, 1, self.num_classes))
         self.built = True
 
     def call(self, segmentation_logits, valid=None, training=None):

@@ -48,6 +48,7 @@ class SegmentationHead(layers.Layer):
         self.conv.build(input_shape)
         hidden_shape = (*input_shape[:-1], self.filters)
         self.bn.build(hidden_shape)
+        self.upsample.build(hidden_shape)  # weightless; see ClassifierHead.build
         self.classify.build(hidden_shape)
         self.built = True
 
@@ -128,6 +129,7 @@ class SkipSegmentationHead(layers.Layer):
         for block, shape, width in zip(self.fuse, (stride8, stride4), (self.filters, self.skip_filters)):
             block[0].build((*shape[:-1], self.filters + self.skip_filters))
             block[1].build((*shape[:-1], width))
+        self.upsample.build((*stride16[:-1], self.filters))  # weightless; see ClassifierHead.build
         self.classify.build((*stride4[:-1], self.skip_filters))
         self.built = True
 

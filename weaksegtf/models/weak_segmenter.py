@@ -16,16 +16,22 @@ from weaksegtf.losses import (
     DEFAULT_GROUP_SIZE,
     IGNORE_VALUE,
     allowed_class_cross_entropy,
+    annotated_weight,
     instance_balanced_cross_entropy,
     inter_instance_loss,
     intra_instance_loss,
     intra_inter_instance_loss,
     minibatch_balanced_cross_entropy,
+    minibatch_class_counts,
     present_class_size_loss,
+    valid_pixel_mask,
     weighted_cross_entropy,
 )
+from weaksegtf.losses.block_statistics import labelled
+from weaksegtf.losses.inter_instance_loss import present_cell_count
 from weaksegtf.metrics.keras_metrics import DiceScore, MeanIoU, PixelAccuracy
 from weaksegtf.models.classifier_head import ClassifierHead
+from weaksegtf.models.cross_replica import replica_part, sum_over_replicas
 from weaksegtf.models.resnet18_encoder import ResNet18Encoder
 from weaksegtf.models.segmentation_head import ScaleResize, SegmentationHead, SkipSegmentationHead
 from weaksegtf.models.unet_backbone import UNetBackbone
@@ -90,6 +96,14 @@ class WeakSegmenter(keras.Model):
     classification_weight * L_cls + lowres_weight * L_lowres`` in one update,
     as Ciga & Martel state in section 2.3; ``update="sequential"`` applies the
     phases one after the other, each as its own optimizer update.
+
+    Under a ``tf.distribute`` strategy (model built and compiled inside
+    ``strategy.scope()``), each replica's losses are its part of the global
+    batch's means (:mod:`weaksegtf.models.cross_replica`), the logged losses
+    and accuracies are those of the global batch, and ``compile`` makes every
+    batch norm compute its training statistics over the global batch
+    (``synchronized_batch_norm``): one step on R replicas then updates the
+    weights as one step on one device with the whole batch.
 
     Args:
         num_classes: int. Number of classes C, background included. Defaults to ``3``.
@@ -273,19 +287,33 @@ class WeakSegmenter(keras.Model):
         return self.encoder.trainable_variables + self.segmentation_head.trainable_variables
 
     def pixel_loss(self, masks, logits):
-        """The mask stream's loss, as chosen by ``segmentation_loss``."""
+        """The mask stream's loss, as chosen by ``segmentation_loss``.
+
+        Under a ``tf.distribute`` strategy, the mini-batch balancing of eq. 2
+        counts the classes over the global batch (all replicas).
+        """
         if self.segmentation_loss == "instance_balanced":
             return instance_balanced_cross_entropy(masks, logits, self.ignore_value)
         if self.segmentation_loss == "minibatch_balanced":
-            return minibatch_balanced_cross_entropy(masks, logits, self.ignore_value)
+            counts = sum_over_replicas(minibatch_class_counts(masks, self.num_classes, self.ignore_value))
+            return minibatch_balanced_cross_entropy(masks, logits, self.ignore_value, class_counts=counts)
         return weighted_cross_entropy(masks, logits, self.class_weights, self.ignore_value)
 
+    def _pixel_loss_total(self, masks):
+        """The denominator of :meth:`pixel_loss`: summed class weights, or count, of the annotated pixels."""
+        if self.segmentation_loss == "weighted_ce":
+            return annotated_weight(masks, self.class_weights, self.ignore_value)
+        return ops.sum(valid_pixel_mask(masks, self.ignore_value))
+
     # --- the three phases -------------------------------------------------------
+
+    # Each phase returns this replica's part of its loss over the global batch
+    # (`replica_part`; the loss itself without a strategy) and its logits.
 
     def _segmentation_loss(self, batch):
         images, masks = batch
         logits = self.interpolate(self.segment_low_res(images, training=True))
-        return self.pixel_loss(masks, logits), logits
+        return replica_part(self.pixel_loss(masks, logits), self._pixel_loss_total(masks)), logits
 
     def _classification_loss(self, batches):
         """Class-weighted cross-entropy over the union of the label sub-batches.
@@ -293,10 +321,13 @@ class WeakSegmenter(keras.Model):
         ``batches`` holds ``(images, labels)`` or ``(images, labels, valid)``
         sub-batches (whole labelled images with their valid-pixel maps, and
         background tiles); each runs its own forward pass, and the loss is
-        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items.
+        ``sum_i w[y_i] CE_i / sum_i w[y_i]`` over all their items. The
+        allowed-class and present-class losses are means within each
+        sub-batch, weighted by its share of the items (of the global batch
+        under a strategy).
         """
         all_labels, all_logits, allowed, present = [], [], 0.0, 0.0
-        sizes = [ops.cast(ops.shape(batch[0])[0], "float32") for batch in batches]
+        sizes = sum_over_replicas([ops.cast(ops.shape(batch[0])[0], "float32") for batch in batches])
         n_items = sum(sizes)
         for batch, size in zip(batches, sizes):
             images, labels = batch[0], batch[1]
@@ -304,15 +335,19 @@ class WeakSegmenter(keras.Model):
             valid = self._valid_share(batch[2]) if len(batch) > 2 else None
             all_logits.append(self.classifier_head(low_res, valid=valid, training=True))
             all_labels.append(ops.reshape(ops.cast(labels, "int32"), (-1,)))
-            share = size / n_items
+            share = ops.cast(size / n_items, low_res.dtype)
             if self.allowed_class_weight:
-                allowed = allowed + share * allowed_class_cross_entropy(all_labels[-1], low_res, valid)
+                cells = ops.sum(valid) if valid is not None else ops.cast(ops.size(low_res[..., 0]), "float32")
+                allowed = allowed + share * replica_part(
+                    allowed_class_cross_entropy(all_labels[-1], low_res, valid), cells)
             if self.present_class_share:
-                present = present + share * present_class_size_loss(
-                    all_labels[-1], low_res, valid, self.present_class_share)
+                foreground = ops.sum(ops.cast(ops.not_equal(all_labels[-1], 0), "float32"))
+                present = present + share * replica_part(present_class_size_loss(
+                    all_labels[-1], low_res, valid, self.present_class_share), foreground)
         labels = ops.concatenate(all_labels, axis=0)
         logits = ops.concatenate(all_logits, axis=0)
-        loss = weighted_cross_entropy(labels, logits, self.label_class_weights, ignore_value=-1)
+        loss = replica_part(weighted_cross_entropy(labels, logits, self.label_class_weights, ignore_value=-1),
+                            annotated_weight(labels, self.label_class_weights, ignore_value=-1))
         return loss + self.allowed_class_weight * allowed + present, (labels, logits)
 
     def _valid_share(self, valid):
@@ -325,14 +360,27 @@ class WeakSegmenter(keras.Model):
         return ops.squeeze(ops.average_pool(ops.expand_dims(valid, -1), cell, strides=cell, padding="valid"), -1)
 
     def _lowres_loss(self, batch):
+        """Label super-resolution loss of a low-resolution batch.
+
+        Under a strategy, the inter-instance groups are formed within each
+        replica's part of the batch: the loss is the global batch's when each
+        replica's block count is a multiple of ``lowres_group_size`` (the
+        paper's two groups of 15 on two replicas), an estimate otherwise.
+        """
         if self.joint_table is None:
             raise ConfigError("a 'lowres' batch needs a joint_table; got WeakSegmenter(joint_table=None)")
         images, block_labels = batch
         logits = self.interpolate(self.segment_low_res(images, training=True))
         table = self.joint_table
         loss_fn = LOWRES_LOSSES[self.lowres_loss]
-        kwargs = {} if self.lowres_loss == "intra" else {"group_size": self.lowres_group_size}
-        return loss_fn(block_labels, ops.softmax(logits), table["mean"], table["std"], **kwargs), logits
+        if self.lowres_loss == "intra":
+            loss = loss_fn(block_labels, ops.softmax(logits), table["mean"], table["std"])
+            items = ops.sum(ops.cast(labelled(ops.cast(block_labels, "int32")), "float32"))
+        else:
+            loss = loss_fn(block_labels, ops.softmax(logits), table["mean"], table["std"],
+                           group_size=self.lowres_group_size)
+            items = present_cell_count(block_labels, len(table["mean"]), self.lowres_group_size)
+        return replica_part(loss, items), logits
 
     @property
     def segmentation_statistics(self) -> list:
@@ -354,6 +402,12 @@ class WeakSegmenter(keras.Model):
         training reported (docs/results.md). Running the label phase in
         inference mode instead was worse: its gradient then changes the scale
         of features that training-mode batch norm ignores.
+
+        Under a ``tf.distribute`` strategy this runs in each replica: the
+        moving statistics are mirrored variables without an aggregation, so
+        reading and assigning them there touches the replica's own copy, and
+        the synchronized batch norms (see ``compile``) give every copy the
+        same global-batch statistics, so the copies stay equal.
         """
         if name != "mask" and batches is not None and "mask" in batches:
             saved = [tf.identity(v) for v in self.segmentation_statistics]
@@ -381,13 +435,63 @@ class WeakSegmenter(keras.Model):
             *self.eval_metrics,
         ]
 
+    def compile(self, *args, synchronized_batch_norm: bool | None = None, **kwargs):
+        """``keras.Model.compile``, and whether batch norms share their statistics across replicas.
+
+        Args:
+            *args, **kwargs: those of ``keras.Model.compile`` (the optimizer).
+            synchronized_batch_norm: bool or None. Training-mode batch norms
+                normalise with the mean and variance of the global batch, summed
+                over the replicas of the ``tf.distribute`` strategy
+                (``keras.layers.BatchNormalization(synchronized=True)``), as one
+                device with the whole batch would. Without it each replica uses
+                its own part's statistics and keeps its own copy of the moving
+                statistics, which then drift apart. Defaults to ``None``: on
+                when the model's strategy has more than one replica. Not saved
+                with the model: it concerns training only.
+        """
+        if synchronized_batch_norm is None:
+            synchronized_batch_norm = self.distribute_strategy.num_replicas_in_sync > 1
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.synchronized = bool(synchronized_batch_norm)
+        super().compile(*args, **kwargs)
+
+    def compile_from_config(self, config: dict) -> None:
+        # Keras skips, with a warning, compiling a loaded model whose compile() is overridden; ours
+        # takes keras.Model.compile's arguments, so a loaded model is compiled as Keras would.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def make_train_function(self, force=False):
         # Build the optimizer on every weight before tracing, not lazily inside
         # the first traced train_step: creating its variables there makes
         # tf.function trace the step twice (about 40 % of the first step).
         if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
-        return super().make_train_function(force)
+        previous = self.train_function
+        super().make_train_function(force)
+        if self.train_function is not previous and _several_workers(self.distribute_strategy):
+            step = self.train_function
+
+            def train_function(iterator):  # the one-element logs of train_step back to scalars
+                return {name: ops.reshape(value, ()) for name, value in step(iterator).items()}
+
+            self.train_function = train_function
+        return self.train_function
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras 3 reduces the first training batch over the replicas
+        # and builds the model symbolically from it. Our batches are dicts of streams, not model
+        # inputs, and MultiWorkerMirroredStrategy cannot reduce a dict; the functional graph has
+        # built every layer already, so only the optimizer is left, built in the strategy's scope.
+        if getattr(self, "_distribute_strategy", None) is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return None
 
     def _apply(self, loss, tape, variables) -> None:
         if not self.optimizer.built:
@@ -416,32 +520,53 @@ class WeakSegmenter(keras.Model):
                     total = total + weight * results[name][0]
             variables = self.trainable_variables if "label" in batches else self.segmentation_variables
             self._apply(total, tape, variables)
-        return self._log(batches, results, total)
+        logs = self._log(batches, results, total)
+        if _several_workers(self.distribute_strategy):
+            # Keras 3 reduces a step's logs over several workers with strategy.reduce("MEAN", v,
+            # axis=0), which fails on scalars (tensorflow/tensorflow#72388): one-element vectors
+            # pass, and make_train_function turns them back into scalars.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _log(self, batches, results, total) -> dict:
-        self.loss_tracker.update_state(total)
+        """Update the trackers with the global batch's losses and accuracies; the logs of the step.
+
+        The phases' losses are this replica's parts, and accuracies are
+        counted, so one all-reduce gives every replica the global values:
+        its trackers then agree with the others' and with one device's.
+        """
+        local = {"loss": total}
+        if "mask" in results:
+            local["seg_loss"], seg_logits = results["mask"]
+            local["seg_hits"] = _masked_hits(batches["mask"][1], seg_logits, self.ignore_value)
+        if "label" in results:
+            local["cls_loss"], (cls_labels, cls_logits) = results["label"]
+            local["cls_hits"] = _masked_hits(cls_labels, cls_logits, -1)
+        if "lowres" in results:
+            local["lowres_loss"] = results["lowres"][0]
+        # One dtype, so that the all-reduce can pack them together (float16 or float64 losses otherwise).
+        step = sum_over_replicas(tf.nest.map_structure(lambda value: ops.cast(value, "float32"), local))
+        self.loss_tracker.update_state(step["loss"])
         logs = {"loss": self.loss_tracker.result()}
         if "mask" in results:
-            seg_loss, seg_logits = results["mask"]
-            self.seg_loss_tracker.update_state(seg_loss)
-            self.seg_accuracy_tracker.update_state(_masked_accuracy(batches["mask"][1], seg_logits, self.ignore_value))
+            self.seg_loss_tracker.update_state(step["seg_loss"])
+            self.seg_accuracy_tracker.update_state(ops.divide_no_nan(*step["seg_hits"]))
             logs["seg_loss"] = self.seg_loss_tracker.result()
             logs["seg_accuracy"] = self.seg_accuracy_tracker.result()
         if "label" in results:
-            cls_loss, (cls_labels, cls_logits) = results["label"]
-            self.cls_loss_tracker.update_state(cls_loss)
-            self.cls_accuracy_tracker.update_state(_masked_accuracy(cls_labels, cls_logits, -1))
+            self.cls_loss_tracker.update_state(step["cls_loss"])
+            self.cls_accuracy_tracker.update_state(ops.divide_no_nan(*step["cls_hits"]))
             logs["cls_loss"] = self.cls_loss_tracker.result()
             logs["cls_accuracy"] = self.cls_accuracy_tracker.result()
         if "lowres" in results:
-            self.lowres_loss_tracker.update_state(results["lowres"][0])
+            self.lowres_loss_tracker.update_state(step["lowres_loss"])
             logs["lowres_loss"] = self.lowres_loss_tracker.result()
         return logs
 
     def test_step(self, data):
         images, masks = data[0], data[1]
         logits = self(images, training=False)["mask"]
-        loss = self.pixel_loss(masks, logits)
+        loss = sum_over_replicas(replica_part(self.pixel_loss(masks, logits), self._pixel_loss_total(masks)))
         self.loss_tracker.update_state(loss)
         for metric in self.eval_metrics:
             metric.update_state(masks, logits)
@@ -546,8 +671,14 @@ def _split_batch(data) -> dict:
     return {"mask": (data[0], data[1])}
 
 
-def _masked_accuracy(y_true, logits, ignore_value: int):
+def _several_workers(strategy) -> bool:
+    """A ``MultiWorkerMirroredStrategy`` over more than one worker (as Keras 3 tells them apart)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
+def _masked_hits(y_true, logits, ignore_value: int):
+    """``(correct, annotated)`` counts of an argmax prediction; their ratio is the accuracy."""
     y_true = ops.cast(ops.reshape(y_true, ops.shape(logits)[:-1]), "int32")
     correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y_true), "float32")
     valid = ops.cast(ops.not_equal(y_true, ignore_value), "float32")
-    return ops.divide_no_nan(ops.sum(correct * valid), ops.sum(valid))
+    return ops.sum(correct * valid), ops.sum(valid)
