@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_outputs import write_slide_outputs
+from weaksegtf.inference.slide_tiles import SlideTiles
 from weaksegtf.inference.stitcher import Stitcher
 from weaksegtf.inference.tile_scheduler import SIZE_MULTIPLE_PX, TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
@@ -475,19 +475,18 @@ class SlideSegmenter:
         todo = np.flatnonzero(run & ~checkpoint.done)
         background = np.flatnonzero(~run & ~checkpoint.done)
         progress.start_slide(slide.name, int(run.sum()), int(run.sum()) - len(todo))
-        scale = self.mpp / slide.mpp
-        size = (plan.tile_size_px, plan.tile_size_px)
+        tiles = SlideTiles(plan, self.mpp, self.mpp / slide.mpp, self._normalizer)
 
-        def read_tile(index: int) -> np.ndarray:
-            x, y = plan.origin(index)
-            return slide.read_at_mpp((int(round(x * scale)), int(round(y * scale))), size, self.mpp)
+        def prefetch() -> TilePrefetcher:
+            return TilePrefetcher(lambda index: tiles.read(slide, index), todo, self.batch_size, tiles.prepare,
+                                  self.reader_threads)
 
         session_s = 0.0
         with Stitcher(plan, labels, checkpoint, probabilities, BACKGROUND_CLASS, outside=outside) as stitcher:
             for chunk in np.array_split(background, max(1, len(background) // 256)):
                 if len(chunk):
                     stitcher.submit_background(chunk)
-            with TilePrefetcher(read_tile, todo, self.batch_size, self._preprocess, self.reader_threads) as batches:
+            with prefetch() as batches:
                 for indices, images in batches:
                     if len(indices) < self.batch_size:
                         # Always the same batch shape: a tile's result must not depend on its batch.
@@ -501,12 +500,6 @@ class SlideSegmenter:
                 wait_s = batches.wait_s
         return wait_s, session_s
 
-    def _preprocess(self, tiles: np.ndarray) -> np.ndarray:
-        if self._normalizer is None:
-            return tiles
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unstained (background) tiles are left as they are
-            return self._normalizer.transform(tiles)
 
 def _outside_mask(tissue, plan: TilePlan, scale: float):
     """``index -> (h, w) bool`` of a tile's owned box: True where the tissue mask (nearest pixel) has none."""
