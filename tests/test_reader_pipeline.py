@@ -289,3 +289,16 @@ def test_dask_workers_with_readers_write_the_same_files(model, slide, threads_ru
                            "--workers", "2", "--readers", "1"]) == 0
     assert_same_outputs(threads_run, out, ignore=("tile_readers",))
     assert json.loads((out / "blobs" / "summary.json").read_text())["tile_readers"] == {"processes": 1}
+
+
+def test_daemonic_dask_workers_stop_a_readers_run_with_the_setting_to_change(model, slide, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        code = infer_cli.main([str(model), str(slide), "--out", str(tmp_path / "out"), *TILING, "--quiet",
+                               "--scheduler", cluster.scheduler_address, "--readers", "2"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "readers=2 (--readers) starts reader processes, but this process" in error
+    assert "DASK_DISTRIBUTED__WORKER__DAEMON=False" in error
+    assert not (tmp_path / "out" / "blobs").exists()
