@@ -405,6 +405,8 @@ class SlideSegmenter:
             wait_s, session_s = self._run_tiles(slide, plan, run, checkpoint, labels, probabilities, progress,
                                                 outside, readers)
             timings.update(inference=time.perf_counter() - tick, session=session_s, session_wait=wait_s)
+            if readers is not None:
+                readers.close()  # idle from here on: their memory is free while the outputs are written
             tick = time.perf_counter()
             summary = write_slide_outputs(
                 slide, plan, self.model.metadata, self.mpp, labels, probabilities, out_dir,
