@@ -22,7 +22,7 @@ COLOR_WEIGHTS = np.array([[0.0, 0.05, 0.0], [-0.03, 0.0, 0.03], [0.03, 0.0, -0.0
 COLOR_BIAS = np.array([-9.0, 0.0, 0.0], np.float32)
 
 
-def _save(path: Path, nodes, initializers, mpp: float | None, tile_size_px: int | None) -> Path:
+def _save(path: Path, nodes, initializers, mpp: float | None, tile_size_px: int | None, macenko=None) -> Path:
     from onnx import TensorProto, checker, helper, save
 
     graph = helper.make_graph(
@@ -34,7 +34,8 @@ def _save(path: Path, nodes, initializers, mpp: float | None, tile_size_px: int 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    metadata = OnnxMetadata(CLASSES, COLORS, "tiny", "0.1.0", "tiny", mpp=mpp, tile_size_px=tile_size_px)
+    metadata = OnnxMetadata(CLASSES, COLORS, "tiny", "0.1.0", "tiny", mpp=mpp, tile_size_px=tile_size_px,
+                            macenko=macenko)
     helper.set_model_props(model, metadata.to_props())
     checker.check_model(model)
     save(model, str(path))
@@ -51,8 +52,9 @@ def _head(last: str) -> list:
     ]
 
 
-def color_classifier(path: Path, mpp: float | None = 2.0, tile_size_px: int | None = 64) -> Path:
-    """A 1x1 convolution: each pixel's class from its colour alone (receptive field 1 px)."""
+def color_classifier(path: Path, mpp: float | None = 2.0, tile_size_px: int | None = 64, macenko=None) -> Path:
+    """A 1x1 convolution: each pixel's class from its colour alone (receptive field 1 px); ``macenko`` is a stain
+    reference (``MacenkoNormalizer.save``'s document) stored in the metadata, applied to tiles before the model."""
     from onnx import helper, numpy_helper
 
     nodes = [
@@ -62,7 +64,7 @@ def color_classifier(path: Path, mpp: float | None = 2.0, tile_size_px: int | No
     ]
     initializers = [numpy_helper.from_array(COLOR_WEIGHTS.reshape(3, 3, 1, 1), "w"),
                     numpy_helper.from_array(COLOR_BIAS, "b")]
-    return _save(path, nodes, initializers, mpp, tile_size_px)
+    return _save(path, nodes, initializers, mpp, tile_size_px, macenko)
 
 
 def conv3x3_model(path: Path, mpp: float | None = 2.0, tile_size_px: int | None = 64, seed: int = 0) -> Path:

@@ -37,6 +37,7 @@ INFERENCE_MODULES = [
     "weaksegtf.io", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
     "weaksegtf.inference.region_of_interest", "weaksegtf.slides.image_header", "weaksegtf.cli.infer",
     "weaksegtf.inference.cluster_settings", "weaksegtf.inference.cluster_run", "weaksegtf.inference.segmenter_plugin",
+    "weaksegtf.inference.slide_tiles", "weaksegtf.inference.reader_processes",
 ]
 
 

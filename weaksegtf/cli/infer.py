@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="onnxruntime execution providers in order, e.g. cuda,cpu (default: CUDA if available, else CPU)")
     parser.add_argument("--threads", type=_number(int, "--threads", 0), default=None, metavar="N",
                         help="onnxruntime threads (default: the usable CPU cores)")
+    parser.add_argument("--readers", type=_number(int, "--readers", 1, low_inclusive=True), default=None, metavar="N",
+                        help="read, decode and prepare tiles in N processes, each with its own handle on the slide, "
+                        "for the one onnxruntime session; for models (a GPU, int8) that outrun reading threads "
+                        "(default: 2 threads in this process; the outputs are the same)")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class uint8 probability pyramids")
     parser.add_argument("--no-geojson", dest="geojson", action="store_false", help="do not write annotations.geojson")
     parser.add_argument("--no-skip-background", dest="skip_background", action="store_false",
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_session(args.model, providers="cpu", threads=1)
         segmenter = SlideSegmenter(
             model, mpp=args.inference_mpp, tile_size_px=args.tile_size, overlap_px=args.overlap,
-            batch_size=args.batch_size, providers=args.providers, threads=args.threads,
+            batch_size=args.batch_size, providers=args.providers, threads=args.threads, readers=args.readers,
             probabilities=args.probabilities, geojson=args.geojson, skip_background=args.skip_background,
             progress=not args.quiet, tissue_threshold=args.tissue_threshold, roi=args.roi,
             outside_tissue=args.outside_tissue, max_pixels=args.max_pixels, overwrite=args.overwrite,

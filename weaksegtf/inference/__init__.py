@@ -8,6 +8,8 @@
   providers actually in use.
 - :func:`plan_tiles`, :class:`TilePlan`: overlapping tiles and the box each
   one owns (seam-free centre crops).
+- :class:`TilePrefetcher`, :class:`ReaderProcesses`: tiles read ahead by
+  threads, or by processes that each open the slide (``readers=``).
 - :class:`TileStore`, :class:`Checkpoint`, :class:`Stitcher`: streaming
   results to disk and resuming after a kill.
 - :func:`write_tiff_pyramid`, :func:`write_geojson`, :func:`mask_polygons`:
@@ -25,6 +27,7 @@ from weaksegtf.inference.mask_polygons import label_regions, mask_polygons, poly
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
+from weaksegtf.inference.reader_processes import ReaderProcesses
 from weaksegtf.inference.seam_report import seam_agreement
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
@@ -41,6 +44,7 @@ __all__ = [
     "ModelSession",
     "OutputLock",
     "Progress",
+    "ReaderProcesses",
     "SlideResult",
     "SlideSegmenter",
     "Stitcher",

@@ -43,16 +43,24 @@ def require_distributed():
 
 
 @contextlib.contextmanager
-def connect(settings: ClusterSettings) -> Iterator:
-    """A ``distributed.Client`` of a new local cluster (closed afterwards) or of a running scheduler."""
+def connect(settings: ClusterSettings, reader_processes: bool = False) -> Iterator:
+    """A ``distributed.Client`` of a new local cluster (closed afterwards) or of a running scheduler.
+
+    With ``reader_processes``, the local workers are started as non-daemonic
+    processes (replacements too, for the whole run), since daemonic ones may
+    not start the reader processes of ``--readers``.
+    """
     distributed = require_distributed()
     if settings.n_workers is not None:
+        import dask
+
         # One thread per worker process: a slide is one task, and the process's onnxruntime
-        # session and reader threads are what use its cores.
-        with distributed.LocalCluster(
-            n_workers=settings.n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            scheduler_kwargs={"allowed_failures": settings.worker_losses},
-        ) as cluster, distributed.Client(cluster) as client:
+        # session and tile readers are what use its cores.
+        with dask.config.set({"distributed.worker.daemon": False} if reader_processes else {}), \
+                distributed.LocalCluster(
+                    n_workers=settings.n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    scheduler_kwargs={"allowed_failures": settings.worker_losses},
+                ) as cluster, distributed.Client(cluster) as client:
             client.wait_for_workers(settings.n_workers)
             yield client
         return
@@ -134,7 +142,7 @@ def segment_on_cluster(
 
     run_id = uuid.uuid4().hex[:12]
     name = f"weaksegtf-segmenter-{run_id}"
-    with connect(settings) as client:
+    with connect(settings, reader_processes=segmenter.readers is not None) as client:
         futures: dict = {}
         try:
             client.register_plugin(SegmenterPlugin(worker_config(settings, segmenter), name), name=name)

@@ -16,22 +16,30 @@ _END = object()
 
 
 class TilePrefetcher:
-    """Batches of tiles read by a pool of threads, delivered in order.
+    """Batches of tiles read in the background, delivered in order as float32.
 
-    OpenSlide, OpenCV and numpy release the GIL while they decode, resize and
-    convert, so threads overlap reading with onnxruntime (which releases it
-    too) without the cost of sending pixels between processes. A bounded queue
-    of ``depth`` batches keeps memory fixed. An error while reading is raised
-    by the iterator, at the batch it belongs to.
+    By default a pool of threads reads them: OpenSlide, OpenCV and numpy
+    release the GIL while they decode, resize and convert, so threads overlap
+    reading with onnxruntime (which releases it too) without the cost of
+    sending pixels between processes. With ``read_batches``, the batches come
+    from elsewhere instead, such as reader processes
+    (:meth:`~weaksegtf.inference.reader_processes.ReaderProcesses.read_batches`).
+    A bounded queue of ``depth`` batches keeps memory fixed. An error while
+    reading is raised by the iterator, at the batch it belongs to.
 
     Args:
-        read_tile: callable. Tile index to a uint8 ``(T, T, 3)`` RGB tile.
+        read_tile: callable. Tile index to a uint8 ``(T, T, 3)`` RGB tile
+            (``None`` with ``read_batches``).
         indices: sequence of int. Tiles to read, in order.
         batch_size: int. Tiles per batch (the last batch may be smaller).
         preprocess: callable, optional. uint8 ``(B, T, T, 3)`` batch to a
             uint8 batch (stain normalisation). Defaults to ``None``.
         workers: int. Reading threads. Defaults to 2.
         depth: int. Batches read ahead. Defaults to 3.
+        read_batches: callable, optional. Chunks of tile indices (int64
+            arrays, in order) to an iterator of their prepared uint8 tiles, in
+            the same order; replaces ``read_tile``, ``preprocess`` and
+            ``workers``. Defaults to ``None``: the threads above.
 
     Attributes:
         wait_s: float. Time the consumer spent waiting for batches.
@@ -44,14 +52,16 @@ class TilePrefetcher:
 
     def __init__(
         self,
-        read_tile: Callable[[int], np.ndarray],
+        read_tile: Callable[[int], np.ndarray] | None,
         indices: Sequence[int],
         batch_size: int,
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
         workers: int = 2,
         depth: int = 3,
+        read_batches: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]] | None = None,
     ) -> None:
         self._read_tile = read_tile
+        self._read_batches = read_batches if read_batches is not None else self._read_with_threads
         self._indices = np.asarray(indices, dtype=np.int64)
         self._batch_size = int(batch_size)
         self._preprocess = preprocess
@@ -71,18 +81,32 @@ class TilePrefetcher:
                 continue
         return False
 
+    def _chunks(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self._indices), self._batch_size):
+            yield self._indices[start : start + self._batch_size]
+
+    def _read_with_threads(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="tile-read") as pool:
+            for chunk in chunks:
+                tiles = np.stack(list(pool.map(self._read_tile, chunk.tolist())))
+                yield tiles if self._preprocess is None else self._preprocess(tiles)
+
     def _produce(self) -> None:
         try:
-            with ThreadPoolExecutor(self._workers, thread_name_prefix="tile-read") as pool:
-                for start in range(0, len(self._indices), self._batch_size):
-                    if self._stop.is_set():
+            chunks = list(self._chunks())
+            batches = self._read_batches(iter(chunks))
+            try:
+                for chunk in chunks:
+                    tiles = next(batches, None)
+                    if tiles is None or len(tiles) != len(chunk):
+                        raise RuntimeError(f"the tile reader gave {'no' if tiles is None else len(tiles)} tiles for "
+                                           f"a batch of {len(chunk)}; expected one tile per index, in order")
+                    if self._stop.is_set() or not self._put((chunk, tiles.astype(np.float32))):
                         return
-                    chunk = self._indices[start : start + self._batch_size]
-                    tiles = np.stack(list(pool.map(self._read_tile, chunk.tolist())))
-                    if self._preprocess is not None:
-                        tiles = self._preprocess(tiles)
-                    if not self._put((chunk, tiles.astype(np.float32))):
-                        return
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # a generator's cleanup: its pool stops, what it had queued is cancelled
             self._put(_END)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
             self._put(error)

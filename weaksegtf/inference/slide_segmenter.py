@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,8 +20,10 @@ from weaksegtf.inference.inputs import input_key
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
 from weaksegtf.inference.progress import Progress
+from weaksegtf.inference.reader_processes import ReaderProcesses, SlideOpener, check_can_start_processes
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_outputs import write_slide_outputs
+from weaksegtf.inference.slide_tiles import SlideTiles
 from weaksegtf.inference.stitcher import Stitcher
 from weaksegtf.inference.tile_scheduler import SIZE_MULTIPLE_PX, TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
@@ -101,15 +102,16 @@ class SlideSegmenter:
     """Segment whole slides with an exported ``.onnx`` model, without TensorFlow.
 
     Tiles are read at ``mpp`` from the closest pyramid level by background
-    threads while the onnxruntime session runs batches; tiles without tissue
-    are labelled background (class 0) without running the model; each tile
-    keeps only the centre of its overlap (seam-free, see ``Stitcher``);
-    results stream to disk, so memory does not grow with slide area; a
-    killed run resumes from its checkpoint. Per slide it writes, into its
-    output folder: ``labels.tif`` (pyramidal palette TIFF of class indices at
-    ``mpp``), ``probabilities_<i>_<class>.tif`` (optional, uint8),
-    ``overlay.png``, ``annotations.geojson`` (QuPath) and ``summary.json``
-    (written last: its presence means the slide is complete).
+    threads (or ``readers`` processes) while the onnxruntime session runs
+    batches; tiles without tissue are labelled background (class 0) without
+    running the model; each tile keeps only the centre of its overlap
+    (seam-free, see ``Stitcher``); results stream to disk, so memory does
+    not grow with slide area; a killed run resumes from its checkpoint. Per
+    slide it writes, into its output folder: ``labels.tif`` (pyramidal
+    palette TIFF of class indices at ``mpp``),
+    ``probabilities_<i>_<class>.tif`` (optional, uint8), ``overlay.png``,
+    ``annotations.geojson`` (QuPath) and ``summary.json`` (written last: its
+    presence means the slide is complete).
 
     Args:
         model: str, path or ModelSession. A model written by ``weakseg-export``.
@@ -135,7 +137,14 @@ class SlideSegmenter:
         min_tissue_fraction: float. Tiles whose owned box has at most this
             tissue fraction are skipped. Defaults to 0.
         tissue_mpp: float. Resolution of the tissue mask. Defaults to 8.
-        reader_threads: int. Threads reading tiles. Defaults to 2.
+        reader_threads: int. Threads reading tiles when ``readers`` is ``None``. Defaults to 2.
+        readers: int, optional. Reader processes: each opens the slide once
+            and reads, decodes and stain-normalises whole batches for this
+            process's one onnxruntime session, so reading scales past the one
+            core threads get (see :class:`ReaderProcesses`). Results are taken
+            in order: the outputs are byte-identical to a run without it.
+            Slides not read through OpenSlide (plain images, arrays in memory)
+            are read by threads anyway. Defaults to ``None``: threads.
         checkpoint_interval_s: float. Seconds between checkpoint commits. Defaults to 5.
         geojson_max_px: int. Polygons are traced on the finest label level whose
             longer side is at most this (bounding memory). Defaults to 4096.
@@ -180,6 +189,7 @@ class SlideSegmenter:
         min_tissue_fraction: float = 0.0,
         tissue_mpp: float = 8.0,
         reader_threads: int = 2,
+        readers: int | None = None,
         checkpoint_interval_s: float = 5.0,
         geojson_max_px: int = 4096,
         thumbnail_px: int = 1024,
@@ -199,6 +209,9 @@ class SlideSegmenter:
         _positive("tissue_mpp", tissue_mpp)
         _positive("max_pixels (--max-pixels)", max_pixels, integer=True)
         _positive("reader_threads", reader_threads, integer=True)
+        _positive("readers (--readers)", readers, integer=True)
+        if readers is not None:
+            check_can_start_processes(int(readers))
         _positive("geojson_max_px", geojson_max_px, integer=True)
         _positive("thumbnail_px", thumbnail_px, integer=True)
         if overlap_px is not None and not (float(overlap_px).is_integer() and overlap_px >= 0):
@@ -242,6 +255,7 @@ class SlideSegmenter:
         self.min_tissue_fraction = float(min_tissue_fraction)
         self.tissue_mpp = float(tissue_mpp)
         self.reader_threads = int(reader_threads)
+        self.readers = None if readers is None else int(readers)
         self.checkpoint_interval_s = float(checkpoint_interval_s)
         self.geojson_max_px = int(geojson_max_px)
         self.thumbnail_px = int(thumbnail_px)
@@ -261,7 +275,7 @@ class SlideSegmenter:
             "overlap_px": self.overlap_px, "batch_size": self.batch_size, "providers": self.providers,
             "threads": self.threads, "probabilities": self.probabilities, "geojson": self.geojson,
             "skip_background": self.skip_background, "min_tissue_fraction": self.min_tissue_fraction,
-            "tissue_mpp": self.tissue_mpp, "reader_threads": self.reader_threads,
+            "tissue_mpp": self.tissue_mpp, "reader_threads": self.reader_threads, "readers": self.readers,
             "checkpoint_interval_s": self.checkpoint_interval_s, "geojson_max_px": self.geojson_max_px,
             "thumbnail_px": self.thumbnail_px, "progress": self.progress, "tissue_threshold": self.tissue_threshold,
             "roi": self.roi, "outside_tissue": self.outside_tissue, "max_pixels": self.max_pixels,
@@ -357,6 +371,18 @@ class SlideSegmenter:
         """The tiles and outputs of one slide, in its locked folder; returns the summary (without total time)."""
         work = make_folder(out_dir / WORK_NAME)
         remove_stale_partials(work)
+        # Reader processes start now and open the slide while this process makes the tissue mask.
+        opener = SlideOpener.for_slide(slide, self.max_pixels) if self.readers is not None else None
+        with ReaderProcesses(opener, self.readers) if opener is not None else contextlib.nullcontext() as readers:
+            summary = self._segment_with(slide, path, out_dir, work, plan, settings, progress, readers)
+        summary["tile_readers"] = ({"processes": self.readers} if opener is not None else
+                                   {"threads": self.reader_threads})
+        return summary
+
+    def _segment_with(
+        self, slide: SlideReader, path: Path, out_dir: Path, work: Path, plan: TilePlan, settings: dict[str, Any],
+        progress: Progress, readers: ReaderProcesses | None,
+    ) -> dict[str, Any]:
         timings: dict[str, float] = {}
         tick = time.perf_counter()
         tissue = self._tissue(slide)
@@ -377,8 +403,10 @@ class SlideSegmenter:
             outside = _outside_mask(tissue, plan, scale) if self.outside_tissue == "background" else None
             tick = time.perf_counter()
             wait_s, session_s = self._run_tiles(slide, plan, run, checkpoint, labels, probabilities, progress,
-                                                outside)
+                                                outside, readers)
             timings.update(inference=time.perf_counter() - tick, session=session_s, session_wait=wait_s)
+            if readers is not None:
+                readers.close()  # idle from here on: their memory is free while the outputs are written
             tick = time.perf_counter()
             summary = write_slide_outputs(
                 slide, plan, self.model.metadata, self.mpp, labels, probabilities, out_dir,
@@ -470,24 +498,27 @@ class SlideSegmenter:
         probabilities: TileStore | None,
         progress: Progress,
         outside=None,
+        readers: ReaderProcesses | None = None,
     ) -> tuple[float, float]:
         """Run the model on every unfinished tissue tile; returns (session wait, session run) seconds."""
         todo = np.flatnonzero(run & ~checkpoint.done)
         background = np.flatnonzero(~run & ~checkpoint.done)
         progress.start_slide(slide.name, int(run.sum()), int(run.sum()) - len(todo))
-        scale = self.mpp / slide.mpp
-        size = (plan.tile_size_px, plan.tile_size_px)
+        tiles = SlideTiles(plan, self.mpp, self.mpp / slide.mpp, self._normalizer)
 
-        def read_tile(index: int) -> np.ndarray:
-            x, y = plan.origin(index)
-            return slide.read_at_mpp((int(round(x * scale)), int(round(y * scale))), size, self.mpp)
+        def prefetch() -> TilePrefetcher:
+            if readers is None:
+                return TilePrefetcher(lambda index: tiles.read(slide, index), todo, self.batch_size, tiles.prepare,
+                                      self.reader_threads)
+            return TilePrefetcher(None, todo, self.batch_size,
+                                  read_batches=lambda chunks: readers.read_batches(tiles, chunks))
 
         session_s = 0.0
         with Stitcher(plan, labels, checkpoint, probabilities, BACKGROUND_CLASS, outside=outside) as stitcher:
             for chunk in np.array_split(background, max(1, len(background) // 256)):
                 if len(chunk):
                     stitcher.submit_background(chunk)
-            with TilePrefetcher(read_tile, todo, self.batch_size, self._preprocess, self.reader_threads) as batches:
+            with prefetch() as batches:
                 for indices, images in batches:
                     if len(indices) < self.batch_size:
                         # Always the same batch shape: a tile's result must not depend on its batch.
@@ -501,12 +532,6 @@ class SlideSegmenter:
                 wait_s = batches.wait_s
         return wait_s, session_s
 
-    def _preprocess(self, tiles: np.ndarray) -> np.ndarray:
-        if self._normalizer is None:
-            return tiles
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unstained (background) tiles are left as they are
-            return self._normalizer.transform(tiles)
 
 def _outside_mask(tissue, plan: TilePlan, scale: float):
     """``index -> (h, w) bool`` of a tile's owned box: True where the tissue mask (nearest pixel) has none."""
