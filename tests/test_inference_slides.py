@@ -241,3 +241,29 @@ def test_an_image_in_memory_is_segmented_like_its_file(slide, models, tmp_path):
     assert in_memory.summary["slide"] == "<<array>>"
     assert np.array_equal(read_level(tmp_path / "memory" / "labels.tif"), read_level(tmp_path / "file" / "labels.tif"))
     assert segmenter.segment(ArrayReader(level1, mpp=INFERENCE_MPP), tmp_path / "memory").status == "done"
+
+
+# ---------------------------------------------------------------------- GeoJSON simplification
+def test_geojson_simplified_in_microns_keeps_labels_and_objects(slide, models, color_run, tmp_path):
+    """--geojson-simplify-um: same label pyramid and objects, fewer vertices, every polygon valid and within
+    the tolerance of the exact one (converted to level-0 pixels with the slide's mpp)."""
+    import shapely
+
+    tolerance_um = 2.0
+    result = SlideSegmenter(models["color"], tile_size_px=128, overlap_px=32, batch_size=4, probabilities=True,
+                            progress=False, geojson_simplify_um=tolerance_um).segment(slide, tmp_path)
+    exact_dir, simple_dir = color_run.out_dir, result.out_dir
+    assert (read_level(exact_dir / "labels.tif") == read_level(simple_dir / "labels.tif")).all()
+    summary = json.loads((simple_dir / "summary.json").read_text())
+    assert summary["outputs"]["geojson_simplify_um"] == tolerance_um
+    exact = json.loads((exact_dir / "annotations.geojson").read_text())["features"]
+    simple = json.loads((simple_dir / "annotations.geojson").read_text())["features"]
+    assert [f["id"] for f in simple] == [f["id"] for f in exact]
+    n_exact = sum(len(ring) for f in exact for ring in f["geometry"]["coordinates"])
+    n_simple = sum(len(ring) for f in simple for ring in f["geometry"]["coordinates"])
+    assert n_simple < 0.7 * n_exact
+    for a, b in zip(exact, simple):
+        before = shapely.Polygon(a["geometry"]["coordinates"][0], a["geometry"]["coordinates"][1:])
+        after = shapely.Polygon(b["geometry"]["coordinates"][0], b["geometry"]["coordinates"][1:])
+        assert after.is_valid
+        assert after.hausdorff_distance(before) <= tolerance_um / SLIDE_MPP + 1e-6

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 2 threads in this process; the outputs are the same)")
     parser.add_argument("--probabilities", action="store_true", help="also write per-class uint8 probability pyramids")
     parser.add_argument("--no-geojson", dest="geojson", action="store_false", help="do not write annotations.geojson")
+    parser.add_argument("--geojson-simplify-um", type=_number(float, "--geojson-simplify-um", 0, True), default=0.0,
+                        metavar="UM", help="simplify each GeoJSON polygon within this distance in µm, keeping it "
+                        "valid (e.g. 1; default: %(default)s, polygons follow label-pixel edges)")
     parser.add_argument("--no-skip-background", dest="skip_background", action="store_false",
                         help="run the model on tiles without tissue too")
     parser.add_argument("--tissue-threshold", type=_number(float, "--tissue-threshold", 0, True, 1), default=0.1,
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             probabilities=args.probabilities, geojson=args.geojson, skip_background=args.skip_background,
             progress=not args.quiet, tissue_threshold=args.tissue_threshold, roi=args.roi,
             outside_tissue=args.outside_tissue, max_pixels=args.max_pixels, overwrite=args.overwrite,
-            lock_wait_s=args.wait,
+            lock_wait_s=args.wait, geojson_simplify_um=args.geojson_simplify_um,
         )
         result = segment_slides(segmenter, args.inputs, args.out, slide_mpp=args.mpp, force=args.force,
                                 cluster=cluster)

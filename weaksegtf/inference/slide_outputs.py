@@ -41,6 +41,7 @@ def write_slide_outputs(
     geojson_max_px: int = 4096,
     thumbnail_px: int = 1024,
     id_seed: str = "",
+    geojson_simplify_um: float = 0.0,
 ) -> dict[str, Any]:
     """Write a finished slide's outputs into ``out_dir`` from its tile stores.
 
@@ -57,6 +58,8 @@ def write_slide_outputs(
             longer side is at most this. Defaults to 4096.
         thumbnail_px: int. Longer side of ``overlay.png``. Defaults to 1024.
         id_seed: str. Seed of the GeoJSON feature ids. Defaults to ``""``.
+        geojson_simplify_um: float. Polygon simplification tolerance in µm
+            (:func:`~weaksegtf.inference.writers.label_features`). Defaults to 0 (exact pixel edges).
 
     Returns:
         The summary fields for these outputs: sizes, class areas, file names.
@@ -101,7 +104,8 @@ def write_slide_outputs(
             n_features = write_geojson(
                 stage("annotations.geojson"), kept, metadata.class_names, metadata.class_colors,
                 level0_px_per_px, slide_size_px=slide.dimensions, slide_mpp=slide.mpp,
-                probabilities=kept_probabilities or None, id_seed=id_seed)
+                probabilities=kept_probabilities or None, id_seed=id_seed,
+                simplify_px=geojson_simplify_um / slide.mpp if geojson_simplify_um else 0.0)
         for _, final_path in staged:  # refuse a planted link before anything is renamed
             refuse_link(final_path)
         for temporary, final_path in staged:
@@ -118,6 +122,7 @@ def write_slide_outputs(
             "probabilities": probability_files, "overlay": "overlay.png",
             "geojson": "annotations.geojson" if geojson else None,
             "geojson_features": n_features, "geojson_level": info.kept_level,
+            "geojson_simplify_um": geojson_simplify_um if geojson else None,
             "geojson_level0_px_per_px": level0_px_per_px,
             "geojson_measurements": (["Area µm^2", "Mean probability"] if probabilities is not None
                                      else ["Area µm^2"]) if geojson else None,

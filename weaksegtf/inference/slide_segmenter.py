@@ -148,6 +148,9 @@ class SlideSegmenter:
         checkpoint_interval_s: float. Seconds between checkpoint commits. Defaults to 5.
         geojson_max_px: int. Polygons are traced on the finest label level whose
             longer side is at most this (bounding memory). Defaults to 4096.
+        geojson_simplify_um: float. Tolerance in µm within which each GeoJSON
+            polygon is simplified (topology kept; neighbouring regions may part or
+            overlap by up to it). Defaults to 0: polygons follow label-pixel edges.
         thumbnail_px: int. Longer side of ``overlay.png``. Defaults to 1024.
         progress: bool. Print progress to stderr. Defaults to ``True``.
         tissue_threshold: float. HSV saturation (0 to 1) above which a pixel
@@ -200,6 +203,7 @@ class SlideSegmenter:
         max_pixels: int | None = None,
         overwrite: bool = False,
         lock_wait_s: float = 0.0,
+        geojson_simplify_um: float = 0.0,
     ) -> None:
         # Every setting is checked before the model is opened, so a typo costs no model load.
         _positive("inference mpp (--inference-mpp)", mpp)
@@ -224,6 +228,10 @@ class SlideSegmenter:
         if outside_tissue not in OUTSIDE_TISSUE_CHOICES:
             raise ConfigError(f"outside_tissue (--outside-tissue) must be one of {', '.join(OUTSIDE_TISSUE_CHOICES)},"
                               f" got {outside_tissue!r}")
+        if not (isinstance(geojson_simplify_um, (int, float)) and math.isfinite(geojson_simplify_um)
+                and geojson_simplify_um >= 0):
+            raise ConfigError(f"geojson_simplify_um (--geojson-simplify-um) must be a distance in µm >= 0, "
+                              f"got {geojson_simplify_um!r}")
         if not (isinstance(lock_wait_s, (int, float)) and lock_wait_s >= 0):
             raise ConfigError(f"lock_wait_s (--wait) must be a number of seconds >= 0, got {lock_wait_s!r}")
         self.model = model if isinstance(model, ModelSession) else load_session(model, providers, threads)
@@ -258,6 +266,7 @@ class SlideSegmenter:
         self.readers = None if readers is None else int(readers)
         self.checkpoint_interval_s = float(checkpoint_interval_s)
         self.geojson_max_px = int(geojson_max_px)
+        self.geojson_simplify_um = float(geojson_simplify_um)
         self.thumbnail_px = int(thumbnail_px)
         self.progress = bool(progress)
         macenko = metadata.macenko
@@ -280,6 +289,7 @@ class SlideSegmenter:
             "thumbnail_px": self.thumbnail_px, "progress": self.progress, "tissue_threshold": self.tissue_threshold,
             "roi": self.roi, "outside_tissue": self.outside_tissue, "max_pixels": self.max_pixels,
             "overwrite": self.overwrite, "lock_wait_s": self.lock_wait_s,
+            "geojson_simplify_um": self.geojson_simplify_um,
         }
 
     # ------------------------------------------------------------------ one slide
@@ -411,7 +421,7 @@ class SlideSegmenter:
             summary = write_slide_outputs(
                 slide, plan, self.model.metadata, self.mpp, labels, probabilities, out_dir,
                 self.geojson, self.geojson_max_px, self.thumbnail_px,
-                id_seed=f"{settings['model_sha256']}:{settings['slide']}")
+                id_seed=f"{settings['model_sha256']}:{settings['slide']}", geojson_simplify_um=self.geojson_simplify_um)
             timings["writing"] = time.perf_counter() - tick
         finally:
             checkpoint.close()
@@ -484,6 +494,7 @@ class SlideSegmenter:
             "plan": plan.as_dict(), "probabilities": self.probabilities, "geojson": self.geojson,
             "skip_background": self.skip_background, "min_tissue_fraction": self.min_tissue_fraction,
             "tissue_mpp": self.tissue_mpp, "geojson_max_px": self.geojson_max_px,
+            "geojson_simplify_um": self.geojson_simplify_um,
             "thumbnail_px": self.thumbnail_px, "tissue_threshold": self.tissue_threshold, "roi": roi,
             "outside_tissue": self.outside_tissue,
         }

@@ -66,6 +66,7 @@ def label_features(
     slide_mpp: float | None = None,
     probabilities: Sequence[npt.NDArray[np.uint8]] | None = None,
     id_seed: str = "",
+    simplify_px: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """QuPath annotation features: one valid polygon (with holes) per 4-connected region of each class.
 
@@ -82,7 +83,18 @@ def label_features(
     so a rerun writes the same file) and ``measurements``: its area in µm²
     (with ``slide_mpp``) and, given ``probabilities`` (uint8 ``round(255 p)``
     per class at the size of ``labels``), the mean probability of its class.
+
+    With ``simplify_px`` > 0 (level-0 pixels), each polygon is simplified by
+    Douglas-Peucker within that distance while keeping it valid (shapely's
+    ``simplify(..., preserve_topology=True)``): fewer vertices, the pixel
+    staircase smoothed, no vertex moved by more than the tolerance. Each
+    polygon is simplified on its own, so neighbouring regions of two classes
+    may overlap or part by up to the tolerance along their shared edge. A
+    polygon whose simplification would be empty or invalid is kept as traced.
+    ``Area µm^2`` is the area of the polygon as written.
     """
+    if not (math.isfinite(simplify_px) and simplify_px >= 0):
+        raise ValueError(f"simplify_px must be a distance >= 0 in level-0 pixels, got {simplify_px!r}")
     width0, height0 = slide_size_px if slide_size_px is not None else (math.inf, math.inf)
     limit = np.array([width0, height0], np.float64)
     decimals = max(2, math.ceil(-math.log10(level0_px_per_px)) + 2) if level0_px_per_px > 0 else 2
@@ -99,6 +111,8 @@ def label_features(
             corners = np.round(np.clip(ring * level0_px_per_px, 0.0, limit), decimals)
             area_px += ring_area(corners) * (1 if k == 0 else -1)  # the area of the polygon as written
             rings.append(np.concatenate([corners, corners[:1]]).tolist())
+        if simplify_px > 0:
+            rings, area_px = _simplified(rings, area_px, simplify_px, decimals)
         measurements: dict[str, float] = {}
         if slide_mpp is not None:
             measurements[AREA_MEASUREMENT] = round(area_px * slide_mpp**2, 3)
@@ -114,6 +128,21 @@ def label_features(
         }
 
 
+def _simplified(rings: list, area_px: float, tolerance_px: float, decimals: int) -> tuple[list, float]:
+    """``(rings, area)`` of a closed-ring polygon simplified within ``tolerance_px``, or as given if that fails."""
+    import shapely
+
+    simple = shapely.Polygon(rings[0], rings[1:]).simplify(tolerance_px, preserve_topology=True)
+    if simple.is_empty or simple.geom_type != "Polygon":
+        return rings, area_px
+    simple = shapely.set_precision(simple, 10.0**-decimals)  # snapped to the written grid, kept valid
+    if simple.is_empty or simple.geom_type != "Polygon" or not simple.is_valid:
+        return rings, area_px
+    out = [np.round(np.asarray(simple.exterior.coords), decimals).tolist()]
+    out += [np.round(np.asarray(hole.coords), decimals).tolist() for hole in simple.interiors]
+    return out, float(simple.area)
+
+
 def write_geojson(
     path: Path | str,
     labels: npt.NDArray[np.uint8],
@@ -125,6 +154,7 @@ def write_geojson(
     slide_mpp: float | None = None,
     probabilities: Sequence[npt.NDArray[np.uint8]] | None = None,
     id_seed: str = "",
+    simplify_px: float = 0.0,
 ) -> int:
     """Write a QuPath-compatible GeoJSON FeatureCollection of the predicted regions.
 
@@ -150,6 +180,9 @@ def write_geojson(
             probability``. Defaults to ``None``.
         id_seed: str. Makes the feature ids of one slide unique and
             repeatable. Defaults to ``""``.
+        simplify_px: float. Simplification tolerance in level-0 pixels (see
+            :func:`label_features`). Defaults to 0: polygons follow label-pixel
+            edges exactly.
 
     Returns:
         The number of features written.
@@ -163,7 +196,7 @@ def write_geojson(
         with open_new(path, "w") as handle:
             handle.write('{"type":"FeatureCollection","features":[')
             for feature in label_features(labels, class_names, class_colors, level0_px_per_px, skip_classes,
-                                          slide_size_px, slide_mpp, probabilities, id_seed):
+                                          slide_size_px, slide_mpp, probabilities, id_seed, simplify_px):
                 handle.write(("," if count else "") + json.dumps(feature, separators=(",", ":")))
                 count += 1
             handle.write("]}\n")
