@@ -37,7 +37,7 @@ def gland_dice(confusion: np.ndarray) -> float:
     return float(np.mean(dice[1:]))
 
 
-def one_seed(out: Path, seed: int, confidence: float, train_args: dict) -> dict:
+def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student: str = "S") -> dict:
     import cv2
     import keras
 
@@ -49,7 +49,8 @@ def one_seed(out: Path, seed: int, confidence: float, train_args: dict) -> dict:
     from weaksegtf.visualize import comparison_grid
 
     split = out / f"split_seed{seed}"
-    run_dir = out / f"seed{seed}" / "S+ST"
+    run_name = "S+ST" if student == "S" else "S+ST(S+C student)"
+    run_dir = out / f"seed{seed}" / run_name
     if (run_dir / "row.json").is_file():
         return json.loads((run_dir / "row.json").read_text())
     teacher = keras.saving.load_model(out / f"seed{seed}" / "S" / "train" / "model.keras")
@@ -70,14 +71,16 @@ def one_seed(out: Path, seed: int, confidence: float, train_args: dict) -> dict:
     combined = MaskSet(masks.images + pseudo.images, masks.masks + pseudo.masks,
                        masks.names + [f"pseudo_{n}" for n in labels.names])
     val = MaskSet.from_folder(split / "val", len(CLASSES))
-    result = run_training(combined, None, val, run_dir / "train", class_names=CLASSES, mode="S", seed=seed,
-                          overwrite=True, **train_args)
+    # Student S: masks + pseudo-masks. Student S+C: the same mask stream, and the labelled images whole in the
+    # label stream too (classifier and allowed-class losses), as in weakseg-train's mode S+C.
+    result = run_training(combined, labels if student == "S+C" else None, val, run_dir / "train", class_names=CLASSES,
+                          mode=student, seed=seed, overwrite=True, **train_args)
     model = keras.saving.load_model(result.model_path)
     test = MaskSet.from_folder(split / "test", len(CLASSES))
     test_metrics, _ = evaluate_images(model, test.images, test.masks, CLASSES, inference_tile_px(128))
     val_dice = result.metrics["validation"]["dice"]
     row = {
-        "seed": seed, "run": "S+ST", "confidence": confidence, "pseudo_annotated_share": annotated,
+        "seed": seed, "run": run_name, "confidence": confidence, "pseudo_annotated_share": annotated,
         "pseudo_gland_dice_on_annotated": gland_dice(total),
         "best_epoch": result.metrics["best_epoch"], "train_s": result.metrics["train_seconds"],
         "val_gland_dice": float(np.mean([val_dice["benign gland"], val_dice["malignant gland"]])),
@@ -95,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--augment", default="light")
     parser.add_argument("--lr-schedule", default="cosine")
+    parser.add_argument("--student", choices=("S", "S+C"), default="S",
+                        help="the second round: masks + pseudo-masks (S), or also the labelled images whole (S+C)")
     args = parser.parse_args(argv)
     train_args = {"augment": args.augment, "lr_schedule": args.lr_schedule, "epochs": 15, "steps_per_epoch": 50,
                   "learning_rate": 1e-3, "verbose": 2}
     for seed in args.seeds:
-        row = one_seed(Path(args.out), seed, args.confidence, train_args)
+        row = one_seed(Path(args.out), seed, args.confidence, train_args, args.student)
         print(json.dumps(row), flush=True)
     return 0
 
