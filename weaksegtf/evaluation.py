@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from weaksegtf.constants import IGNORE_VALUE
-from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_mask, read_rgb, write_png
+from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_mask, read_rgb
 from weaksegtf.errors import ConfigError, DataError, ModelFileError
-from weaksegtf.io import write_text_atomic
+from weaksegtf.io import write_png, write_text_atomic
 from weaksegtf.metrics import SegmentationEvaluator
 from weaksegtf.metrics.segmentation_evaluator import PER_IMAGE_METRICS
 from weaksegtf.provenance import provenance

@@ -1,7 +1,8 @@
-"""File writing for the whole package: atomic writes that never follow a symbolic link, and JSON values.
+"""File writing for the whole package: atomic writes that never follow a symbolic link, PNGs, and JSON values.
 
 Every file weaksegtf writes goes through here (training, evaluation and
-experiments write their text files with :func:`write_text_atomic` too). A file is first written
+experiments write their text files with :func:`write_text_atomic`, and every
+PNG goes through :func:`write_png`). A file is first written
 under a temporary name unique to the process (``.<name>.<pid>-<random>.partial``,
 created with ``O_EXCL | O_NOFOLLOW``, so neither a second run nor a planted
 link can be written through) and then renamed over its final name, which must
@@ -21,7 +22,9 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from weaksegtf.errors import OutputError
+import numpy as np
+
+from weaksegtf.errors import DataError, OutputError
 
 #: ``errno`` values that say the output folder cannot take the output, not that one slide is bad.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
@@ -140,14 +143,19 @@ def discard(path: Path | str) -> None:
         pass
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def write_bytes_atomic(path: Path | str, data: bytes, sync: bool = True) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    ``sync=False`` skips the ``fsync`` (a few ms a file): the rename is still
+    atomic for readers, but a power cut may lose the file. Defaults to ``True``.
+    """
     temporary = temporary_path(path)
     try:
         with open_new(temporary) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         return publish(temporary, path)
     except OSError as error:
         discard(temporary)
@@ -162,6 +170,51 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
 def write_text_atomic(path: Path | str, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the whole new one."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_png(path: Path | str, array: np.ndarray) -> Path:
+    """Write a uint8 RGB image or single-channel array as a PNG, atomically.
+
+    Parent folders are created. PNG is lossless, so a mask written here reads
+    back with the same class indices. The file is renamed into place without
+    an ``fsync`` (patch sets hold thousands of PNGs).
+
+    Args:
+        path: str or path. Destination; should end in ``.png``.
+        array: uint8 array, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` RGB.
+
+    Returns:
+        The path written.
+
+    Raises:
+        DataError: the array is not uint8 of one of those shapes.
+        OutputError: the file cannot be written (full disk, no permission, a link in the way).
+
+    Example:
+    >>> write_png(tmp_dir / "masks" / "a.png", np.zeros((4, 4), np.uint8))  # doctest: +SKIP
+    """
+    import cv2  # imported here: writing JSON or text never needs OpenCV
+
+    path = Path(path)
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise DataError(f"cannot write {path}: array has type {array.dtype}; expected uint8")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = array[:, :, ::-1]  # OpenCV writes BGR
+    elif array.ndim != 2:
+        raise DataError(
+            f"cannot write {path}: array has shape {tuple(array.shape)}; expected (H, W) or (H, W, 3)"
+        )
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise DataError(f"cannot encode {path} as PNG (shape {tuple(array.shape)})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(error, path.parent) from None
+    return write_bytes_atomic(path, encoded.tobytes(), sync=False)
 
 
 def remove_stale_partials(folder: Path | str) -> int:

@@ -1,4 +1,4 @@
-"""Reading and writing image and mask files as plain numpy arrays.
+"""Reading image and mask files as plain numpy arrays (PNGs are written by :func:`weaksegtf.io.write_png`).
 
 Every reader returns uint8 arrays in a fixed layout, so the rest of the
 package never has to guess: RGB images are ``(H, W, 3)`` and masks are
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from weaksegtf.errors import DataError
+from weaksegtf.io import write_png  # noqa: F401 - the older import path ``weaksegtf.data.images.write_png``
 
 PathLike = Union[str, "os.PathLike[str]"]  # a path string or any path object
 
@@ -212,50 +213,6 @@ def read_mask(path: PathLike) -> np.ndarray:
             )
         array = array.astype(np.uint8)
     return np.ascontiguousarray(array)
-
-
-def write_png(path: PathLike, array: np.ndarray) -> Path:
-    """Write a uint8 RGB image or single-channel array as a PNG.
-
-    Parent folders are created. PNG is lossless, so a mask written here reads
-    back with the same class indices.
-
-    Args:
-        path: str or path. Destination; should end in ``.png``.
-        array: uint8 array, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` RGB.
-
-    Returns:
-        The path written.
-
-    Raises:
-        DataError: the array is not uint8 of one of those shapes, or the
-            file cannot be written.
-
-    Example:
-    >>> write_png(tmp_dir / "masks" / "a.png", np.zeros((4, 4), np.uint8))  # doctest: +SKIP
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise DataError(f"cannot write {path}: array has type {array.dtype}; expected uint8")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 3 and array.shape[2] == 3:
-        array = array[:, :, ::-1]  # OpenCV writes BGR
-    elif array.ndim != 2:
-        raise DataError(
-            f"cannot write {path}: array has shape {tuple(array.shape)}; "
-            f"expected (H, W) or (H, W, 3)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:
-        raise DataError(f"cannot encode {path} as PNG (shape {tuple(array.shape)})")
-    try:
-        encoded.tofile(path)
-    except OSError as error:
-        raise DataError(f"cannot write {path}: {error}") from None
-    return path
 
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:

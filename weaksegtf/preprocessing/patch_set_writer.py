@@ -16,24 +16,14 @@ import os
 import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.errors import ConfigError
+from weaksegtf.io import write_png
 from weaksegtf.preprocessing.manifest import PatchRecord, write_manifest
 from weaksegtf.preprocessing.patch_extraction import Patch
 from weaksegtf.preprocessing.tile_rule import LABEL, MASK
 
 MASK_SET, LABEL_SET = "masks_set", "label_set"
 MANIFEST_NAME, LABELS_NAME = "manifest.csv", "labels.csv"
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write an RGB ``(H, W, 3)`` or single-channel ``(H, W)`` uint8 PNG."""
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR
-    if not cv2.imwrite(str(path), array):
-        raise DataError(f"could not write {path}; is the folder writable?")
 
 
 class PatchSetWriter:

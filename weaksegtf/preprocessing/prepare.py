@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_png
 from weaksegtf.output_guard import OutputFolder
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
@@ -39,7 +40,7 @@ from weaksegtf.preprocessing.patch_extraction import (
     read_patches,
 )
 from weaksegtf.preprocessing.patch_overlay import draw_patch_overlay
-from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter, write_png
+from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter
 from weaksegtf.preprocessing.prepare_summary import PrepareSummary, SlideSummary
 from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
 from weaksegtf.preprocessing.tissue_mask import DEFAULT_TISSUE_MPP, TissueMask
