@@ -16,20 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
-from weaksegtf.io import write_png
+from weaksegtf.io import MASK_SUFFIXES, read_label_image, write_png
 from weaksegtf.output_guard import OutputFolder
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
     rasterize_geojson,
     read_geojson,
 )
-from weaksegtf.preprocessing.label_map import (
-    IGNORE_INDEX,
-    LabelMap,
-    check_aspect,
-    read_label_image,
-    remap_labels,
-)
+from weaksegtf.preprocessing.label_map import IGNORE_INDEX, LabelMap, check_aspect, remap_labels
 from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer, StainWarning
 from weaksegtf.preprocessing.patch_extraction import (
     EXTRACTIONS,
@@ -129,7 +123,7 @@ def load_label_map(
         labels = rasterize_geojson(mask, class_map, shape, downsample, outside_value)
     else:
         check_aspect(_label_image_shape(mask), slide.dimensions, mask.name, slide.name)
-        labels = read_label_image(mask)
+        labels = read_label_image(mask, "annotation mask")
         if mask_remap:
             labels = remap_labels(labels, mask_remap)
     return LabelMap(labels, slide.dimensions, IGNORE_INDEX, name=mask.name, slide_name=slide.name)
@@ -154,6 +148,11 @@ def _validate_inputs(
             else:
                 if not mask_path.is_file():
                     raise DataError(f"annotation mask {mask_path} does not exist or is not a file")
+                if mask_path.suffix.lower() not in MASK_SUFFIXES:
+                    raise DataError(
+                        f"annotation mask {mask_path} has suffix {mask_path.suffix!r}; expected a lossless label "
+                        f"image ({', '.join(MASK_SUFFIXES)}) or QuPath .geojson"
+                    )
                 check_aspect(
                     _label_image_shape(mask_path), slide.dimensions, mask_path.name, slide.name
                 )
