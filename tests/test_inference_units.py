@@ -26,13 +26,13 @@ from weaksegtf.inference import (
     write_tiff_pyramid,
 )
 from weaksegtf.inference.inputs import input_hash, output_names
-from weaksegtf.inference.tiff_pyramid import pyramid_sizes
+from weaksegtf.slides.pyramid_tiff import pyramid_sizes
 
 INFERENCE_MODULES = [
     "weaksegtf.inference", "weaksegtf.inference.batch", "weaksegtf.inference.checkpoint",
     "weaksegtf.inference.inputs", "weaksegtf.inference.mask_polygons", "weaksegtf.inference.prefetch",
     "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
-    "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.inference.tiff_pyramid",
+    "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.slides.pyramid_tiff",
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
     "weaksegtf.io", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",
     "weaksegtf.inference.region_of_interest", "weaksegtf.slides.image_header", "weaksegtf.cli.infer",

@@ -29,7 +29,7 @@ from weaksegtf.inference.seam_report import seam_agreement
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
 from weaksegtf.inference.stitcher import Stitcher
-from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
+from weaksegtf.slides.pyramid_tiff import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
 from weaksegtf.inference.writers import write_geojson, write_overlay_png

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from weaksegtf.export.metadata import OnnxMetadata
-from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
+from weaksegtf.slides.pyramid_tiff import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan
 from weaksegtf.inference.tile_store import TileStore
 from weaksegtf.inference.writers import write_geojson, write_overlay_png
