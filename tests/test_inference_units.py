@@ -31,7 +31,7 @@ from weaksegtf.slides.pyramid_tiff import pyramid_sizes
 INFERENCE_MODULES = [
     "weaksegtf.inference", "weaksegtf.inference.batch", "weaksegtf.inference.checkpoint",
     "weaksegtf.inference.inputs", "weaksegtf.inference.mask_polygons", "weaksegtf.inference.prefetch",
-    "weaksegtf.inference.progress", "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
+    "weaksegtf.inference.seam_report", "weaksegtf.inference.session", "weaksegtf.inference.slide_outputs",
     "weaksegtf.inference.slide_segmenter", "weaksegtf.inference.stitcher", "weaksegtf.slides.pyramid_tiff",
     "weaksegtf.inference.tile_scheduler", "weaksegtf.inference.tile_store", "weaksegtf.inference.writers",
     "weaksegtf.io", "weaksegtf.inference.output_lock", "weaksegtf.inference.folder_claim",

@@ -24,7 +24,7 @@ from weaksegtf.inference.inputs import find_inputs, output_names
 from weaksegtf.inference.mask_polygons import label_regions, mask_polygons, polygon_area
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
-from weaksegtf.inference.progress import Progress
+from weaksegtf.progress import Progress
 from weaksegtf.inference.seam_report import seam_agreement
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter

@@ -28,7 +28,7 @@ from weaksegtf.inference.cluster_settings import ClusterSettings
 from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_input
 from weaksegtf.inference.inputs import find_inputs, input_key, output_names
 from weaksegtf.inference.output_lock import LOCK_NAME, OutputLock
-from weaksegtf.inference.progress import Progress
+from weaksegtf.progress import Progress
 from weaksegtf.io import (
     is_storage_error,
     refuse_link,

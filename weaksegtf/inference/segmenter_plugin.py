@@ -14,7 +14,7 @@ from distributed import WorkerPlugin, get_worker
 
 from weaksegtf.errors import ClusterError
 from weaksegtf.inference.batch import run_slide
-from weaksegtf.inference.progress import Progress
+from weaksegtf.progress import Progress
 from weaksegtf.inference.session import forget_session
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
 

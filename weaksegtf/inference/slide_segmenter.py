@@ -20,7 +20,7 @@ from weaksegtf.inference.folder_claim import SUMMARY_NAME, WORK_NAME, check_clai
 from weaksegtf.inference.inputs import input_key
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
-from weaksegtf.inference.progress import Progress
+from weaksegtf.progress import Progress
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_outputs import write_slide_outputs
 from weaksegtf.inference.stitcher import Stitcher

@@ -7,7 +7,6 @@ command-line option is one of its arguments.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.io import MASK_SUFFIXES, read_label_image, write_png
 from weaksegtf.output_guard import OutputFolder
+from weaksegtf.progress import Progress
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
     rasterize_geojson,
@@ -219,23 +219,6 @@ def _write_patches(
     flush()
 
 
-class _Progress:
-    """One status line per slide on stderr; redrawn in place on a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.live = enabled and sys.stderr.isatty()
-
-    def update(self, text: str, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        if self.live:
-            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-            sys.stderr.flush()
-        elif final:
-            sys.stderr.write(text + "\n")
-
-
 def prepare_patches(
     slides: Sequence[Path | str],
     masks: Sequence[Path | str],
@@ -362,7 +345,7 @@ def prepare_patches(
     if callable(progress):
         report = lambda text, final=False: progress(text) if final else None  # noqa: E731
     else:
-        report = _Progress(bool(progress)).update
+        report = Progress(len(slide_paths), enabled=bool(progress)).status
 
     out = Path(out_dir)
     summary = PrepareSummary(out_dir=str(out), patch_mpp=float(patch_mpp), patch_size_px=int(patch_size_px),
