@@ -25,7 +25,7 @@ from weaksegtf.inference import (
     tissue_tiles,
     write_tiff_pyramid,
 )
-from weaksegtf.inference.inputs import input_hash, output_names
+from weaksegtf.output_names import input_hash, output_names
 from weaksegtf.slides.pyramid_tiff import pyramid_sizes
 
 INFERENCE_MODULES = [

@@ -20,7 +20,7 @@
 from weaksegtf.inference.batch import BatchResult, segment_slides
 from weaksegtf.inference.checkpoint import Checkpoint
 from weaksegtf.inference.cluster_settings import ClusterSettings
-from weaksegtf.inference.inputs import find_inputs, output_names
+from weaksegtf.inference.inputs import find_inputs
 from weaksegtf.inference.mask_polygons import label_regions, mask_polygons, polygon_area
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
@@ -33,6 +33,7 @@ from weaksegtf.slides.pyramid_tiff import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan, plan_tiles, tissue_tiles
 from weaksegtf.inference.tile_store import TileStore
 from weaksegtf.inference.writers import write_geojson, write_overlay_png
+from weaksegtf.output_names import output_names
 
 __all__ = [
     "BatchResult",

@@ -17,10 +17,8 @@ import numpy as np
 from weaksegtf.errors import ConfigError
 from weaksegtf.inference.checkpoint import Checkpoint
 from weaksegtf.inference.folder_claim import SUMMARY_NAME, WORK_NAME, check_claim, write_claim
-from weaksegtf.inference.inputs import input_key
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
-from weaksegtf.progress import Progress
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_outputs import write_slide_outputs
 from weaksegtf.inference.stitcher import Stitcher
@@ -34,6 +32,8 @@ from weaksegtf.io import (
     storage_error,
     write_text_atomic,
 )
+from weaksegtf.output_names import input_key
+from weaksegtf.progress import Progress
 from weaksegtf.slides.slide_reader import SlideReader
 
 #: Training tile side assumed when the model's metadata has none.

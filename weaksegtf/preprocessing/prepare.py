@@ -17,6 +17,7 @@ import numpy as np
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.io import MASK_SUFFIXES, read_label_image, write_png
 from weaksegtf.output_guard import OutputFolder
+from weaksegtf.output_names import input_key
 from weaksegtf.progress import Progress
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
@@ -317,6 +318,9 @@ def prepare_patches(
             f"got {len(slide_paths)} slides but {len(mask_paths)} annotation masks; expected "
             f"one mask per slide, in the same order"
         )
+    repeated = [key for key, count in Counter(input_key(p) for p in slide_paths).items() if count > 1]
+    if repeated:
+        raise ConfigError(f"slide {repeated[0]} is given more than once; expected each slide once, with one mask")
     if extraction not in EXTRACTIONS:
         raise ConfigError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
     if patch_size_px <= 0 or patch_mpp <= 0:
@@ -351,7 +355,6 @@ def prepare_patches(
     summary = PrepareSummary(out_dir=str(out), patch_mpp=float(patch_mpp), patch_size_px=int(patch_size_px),
                              provenance=provenance(**settings))
     tally = _Tally()
-    stems: Counter[str] = Counter()
     folder.remove_own()  # an earlier run's thumbnails never mix with this run's
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     with PatchSetWriter(out, overwrite=overwrite) as writer:
@@ -407,9 +410,7 @@ def prepare_patches(
                 overlay = draw_patch_overlay(
                     tissue.overlay(thumbnail), plans, thumbnail_mpp / slide.mpp, side0
                 )
-                stems[slide_path.stem] += 1  # two slides may share a file name
-                count = stems[slide_path.stem]
-                stem = slide_path.stem if count == 1 else f"{slide_path.stem}_{count}"
+                stem = writer.stem_of(slide_path)  # two slides may share a file name
                 write_png(out / "thumbnails" / f"{stem}.png", overlay)
                 write_png(out / "thumbnails" / f"{stem}_tissue.png", tissue.to_image())
 
