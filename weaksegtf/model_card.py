@@ -111,10 +111,12 @@ def prepared_set_info(folder: str | Path) -> dict[str, Any]:
         if summary.is_file():
             document = _read_json(summary)
             if "patch_mpp" in document:
+                from weaksegtf.preprocessing.macenko_normalizer import read_stain_reference
+
                 stain = place / STAIN_REFERENCE
                 return {
                     "mpp": check_mpp(document.get("patch_mpp"), f"patch_mpp in {summary}"),
-                    "macenko": _read_json(stain) if stain.is_file() else None,
+                    "macenko": read_stain_reference(stain) if stain.is_file() else None,
                     "source": str(summary),
                 }
         if split.is_file():

@@ -149,6 +149,7 @@ def export_model(
     # The model card (written by training) fills what the arguments leave out.
     mpp = card.get("mpp") if mpp is None else mpp
     tile_size_px = card.get("tile_size_px") if tile_size_px is None else tile_size_px
+    macenko_where = f"in the model card of {model_path}" if macenko is None else None
     macenko = card.get("macenko") if macenko is None else macenko
     class_colors = card.get("class_colors") if class_colors is None else class_colors
     outputs = check_outputs(outputs)
@@ -165,7 +166,10 @@ def export_model(
         image_files(samples_dir, "sample")
     tile = tile_size_px or _DEFAULT_TILE_SIZE_PX
     shapes = check_shapes(parity_shapes_px or [(tile, tile), (tile + 32, 2 * tile)])
-    macenko = _read_macenko(macenko)
+    if macenko is not None:
+        from weaksegtf.preprocessing.macenko_normalizer import read_stain_reference
+
+        macenko = read_stain_reference(macenko, macenko_where)
     if int8 and int8_path.resolve() == onnx_path.resolve():
         raise ConfigError(f"int8_path {int8_path} is the fp32 output path; expected a different file")
 
@@ -319,28 +323,6 @@ def _normalization(model: Any, has_macenko: bool) -> dict[str, Any]:
     if has_macenko:
         description["stain"] = "apply the Macenko reference in 'macenko' to the RGB uint8 tile before the model"
     return description
-
-
-def _read_macenko(macenko: Mapping[str, Any] | PathLike | None) -> dict | None:
-    if macenko is None:
-        return None
-    if isinstance(macenko, Mapping):
-        document = dict(macenko)
-    else:
-        path = Path(macenko)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise DataError(
-                f"cannot read Macenko reference {path}: {error}; expected a JSON file written by MacenkoNormalizer.save"
-            ) from None
-        if not isinstance(document, dict):
-            raise DataError(f"Macenko reference {path} holds a {type(document).__name__}; expected a JSON object")
-    try:
-        json.dumps(document)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"the Macenko reference cannot be stored as JSON: {error}") from None
-    return document
 
 
 def _check_settings(tolerance, min_int8_agreement, mpp, tile_size_px, calibration_tiles, batch_sizes) -> None:

@@ -247,7 +247,7 @@ class SlideSegmenter:
         self.thumbnail_px = int(thumbnail_px)
         self.progress = bool(progress)
         macenko = metadata.macenko
-        self._normalizer = _macenko_from_metadata(macenko) if macenko else None
+        self._normalizer = _macenko_from_metadata(macenko, self.model.path) if macenko else None
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments, with the model as its path: ``SlideSegmenter(**config)`` builds the same
@@ -543,11 +543,8 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _macenko_from_metadata(document: dict[str, Any]):
-    """A fitted ``MacenkoNormalizer`` from the reference stored in the model's metadata."""
-    from weaksegtf.preprocessing import MacenkoNormalizer
+def _macenko_from_metadata(document: dict[str, Any], model_path: Path):
+    """A fitted ``MacenkoNormalizer`` from the (checked) reference stored in the model's metadata."""
+    from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer
 
-    normalizer = MacenkoNormalizer(**document.get("config", {}))
-    normalizer.stain_matrix = np.asarray(document["stain_matrix"], dtype=np.float64)
-    normalizer.max_concentrations = np.asarray(document["max_concentrations"], dtype=np.float64)
-    return normalizer
+    return MacenkoNormalizer.from_reference(document, f"in the metadata of {model_path}")

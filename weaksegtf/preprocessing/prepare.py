@@ -16,6 +16,7 @@ import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
 from weaksegtf.io import MASK_SUFFIXES, read_label_image, write_png
+from weaksegtf.model_card import STAIN_REFERENCE
 from weaksegtf.output_guard import OutputFolder
 from weaksegtf.output_names import input_key
 from weaksegtf.progress import Progress
@@ -52,9 +53,8 @@ MAX_RASTER_SIDE_PX = 16384
 #: Patches are stain-normalised in batches of this many.
 _STAIN_BATCH = 64
 COMMAND = "weakseg-prepare"
-STAIN_NORMALIZER_NAME = "stain_normalizer.json"
 #: Everything prepare_patches may write into its output folder.
-PREPARE_OUTPUTS = (MASK_SET, LABEL_SET, "manifest.csv", "thumbnails", "summary.json", STAIN_NORMALIZER_NAME)
+PREPARE_OUTPUTS = (MASK_SET, LABEL_SET, "manifest.csv", "thumbnails", "summary.json", STAIN_REFERENCE)
 
 
 class PreparationWarning(UserWarning):
@@ -359,8 +359,8 @@ def prepare_patches(
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     with PatchSetWriter(out, overwrite=overwrite) as writer:
         if normalizer is not None:
-            normalizer.save(out / STAIN_NORMALIZER_NAME)
-            summary.stain_reference = STAIN_NORMALIZER_NAME
+            normalizer.save(out / STAIN_REFERENCE)
+            summary.stain_reference = STAIN_REFERENCE
         for index, (slide_path, mask_path) in enumerate(zip(slide_paths, mask_paths), start=1):
             prefix = f"[{index}/{len(slide_paths)}] {slide_path.name}"
             with open_slide(slide_path, mpp=mpp) as slide:
