@@ -75,6 +75,7 @@ import numpy as np
 from weaksegtf.data.images import PathLike
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
+from weaksegtf.data.stratified_draw import draw_stratified
 from weaksegtf.constants import IMAGE_PAD_VALUE
 from weaksegtf.errors import ConfigError
 from weaksegtf.io import write_text_atomic
@@ -287,35 +288,12 @@ def draw_masked(labels: np.ndarray, percent: float, seed: int) -> np.ndarray:
 
     Classes are drawn in proportion to their share of the pool (largest
     remainder), each class at least once when the count allows, so that a
-    5% draw of GlaS holds both grades. The same ``seed`` gives the same draw
-    to every mode (section 3.3: "randomly picking the same s% of training
-    data for S, S+C, and S+C*").
+    5% draw of GlaS holds both grades (:func:`weaksegtf.data.stratified_draw.draw_stratified`).
+    The same ``seed`` gives the same draw to every mode (section 3.3: "randomly
+    picking the same s% of training data for S, S+C, and S+C*").
     """
     labels = np.asarray(labels)
-    n_masked = masked_count(percent, len(labels))
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    members = {c: np.flatnonzero(labels == c)[rng.permutation(int((labels == c).sum()))] for c in classes}
-    quota = {c: 0 for c in classes}
-    if n_masked >= len(classes):
-        quota = {c: 1 for c in classes}
-    remaining = n_masked - sum(quota.values())
-    shares = {c: remaining * len(members[c]) / len(labels) for c in classes}
-    for c in classes:
-        quota[c] += int(math.floor(shares[c]))
-    for c in sorted(classes, key=lambda c: (-(shares[c] - math.floor(shares[c])), c)):
-        if sum(quota.values()) >= n_masked:
-            break
-        quota[c] += 1
-    # A class with fewer images than its quota passes the rest on.
-    spill = sum(max(0, quota[c] - len(members[c])) for c in classes)
-    for c in classes:
-        quota[c] = min(quota[c], len(members[c]))
-    for c in classes:
-        extra = min(spill, len(members[c]) - quota[c])
-        quota[c] += extra
-        spill -= extra
-    return np.sort(np.concatenate([members[c][: quota[c]] for c in classes] + [np.zeros(0, np.int64)])).astype(np.int64)
+    return draw_stratified(labels, masked_count(percent, len(labels)), np.random.default_rng(seed))
 
 
 def run_streams(mode: str, percent: float, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
