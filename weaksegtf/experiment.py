@@ -76,7 +76,7 @@ from weaksegtf.data.images import PathLike
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.data.stratified_draw import draw_stratified
-from weaksegtf.constants import IMAGE_PAD_VALUE
+from weaksegtf.constants import IMAGE_PAD_VALUE, SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError
 from weaksegtf.io import write_text_atomic
 
@@ -636,13 +636,13 @@ def evaluate_run(model, data: SweepData, settings: SweepSettings) -> dict:
 def predict_images(model, images: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
     """Argmax masks of whole images, as :func:`weaksegtf.training.predict_image` gives them.
 
-    Images are padded white to a multiple of 16 (as ``weakseg-infer`` does) and those of the same padded
-    size go through the model together, which saves most of the per-call cost.
+    Images are padded white to a multiple of :data:`SIZE_MULTIPLE` (as ``weakseg-infer`` does) and those of the
+    same padded size go through the model together, which saves most of the per-call cost.
     """
     padded, groups = [], {}
     for index, image in enumerate(images):
         height, width = image.shape[:2]
-        pad = ((0, (-height) % 16), (0, (-width) % 16), (0, 0))
+        pad = ((0, (-height) % SIZE_MULTIPLE), (0, (-width) % SIZE_MULTIPLE), (0, 0))
         padded.append(np.pad(image, pad, constant_values=IMAGE_PAD_VALUE) if any(p[1] for p in pad[:2]) else image)
         groups.setdefault(padded[-1].shape, []).append(index)
     predictions: list[np.ndarray | None] = [None] * len(images)
