@@ -16,11 +16,11 @@ from weaksegtf.constants import SIZE_MULTIPLE
 from weaksegtf.data.images import PathLike
 from weaksegtf.errors import ConfigError, DataError, ExportError, ModelFileError, OutputError, ParityError
 from weaksegtf.export.export_report import ExportReport
-from weaksegtf.export.metadata import DEFAULT_OUTPUTS, INPUT_NAME, OnnxMetadata, check_outputs, weights_sha256
 from weaksegtf.export.parity import ParityReport, compare
 from weaksegtf.export.sample_tiles import Shape, TileSource, check_shapes, image_files
 from weaksegtf.export.segmenter_file import Segmenter, read_keras_config
 from weaksegtf.export.staged_outputs import StagedOutputs
+from weaksegtf.model_card import DEFAULT_OUTPUTS, INPUT_NAME, OnnxMetadata, check_outputs, weights_sha256
 from weaksegtf.output_guard import OutputFolder, check_output_file
 
 DEFAULT_TOLERANCE = 1e-4
@@ -379,7 +379,7 @@ def _weaksegtf_export_weights(path: Path) -> str | None:
     """The ``weights_sha256`` of an existing weaksegtf ONNX export at ``path``, or ``None``."""
     if not path.is_file() or path.is_symlink():
         return None
-    from weaksegtf.export.metadata import read_onnx_metadata
+    from weaksegtf.model_card import read_onnx_metadata
 
     try:
         return read_onnx_metadata(path).weights_sha256 or None
