@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
+    return sorted(_SOURCES)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
