@@ -1,4 +1,4 @@
-"""The one markdown helper every benchmark script shares: replace a ``## `` section, keep the rest.
+"""How benchmark scripts rewrite their ``## `` section of docs/benchmarks.md: with the package's one section writer.
 
 Benchmarks run as scripts (``python benchmarks/x.py``), so the script's folder
 is on ``sys.path`` and ``from _markdown import replace_section`` works.
@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from weaksegtf.markdown_section import replace_markdown_section
+
 BENCHMARKS_HEADER = "# Benchmarks\n\nEvery number here comes from a script in `benchmarks/`.\n"
 
 
 def replace_section(path: Path, heading: str, section: str, header: str = BENCHMARKS_HEADER) -> None:
     """Replace the section that starts at the line ``heading`` (up to the next ``## ``), or append it.
 
-    ``section`` is the whole new text, heading included. Every other section of
-    the file is kept byte for byte; a missing file starts with ``header``.
+    ``section`` is the whole new text, heading included
+    (:func:`weaksegtf.markdown_section.replace_markdown_section` takes it without).
     """
-    path = Path(path)
-    text = path.read_text() if path.exists() else header
-    section = section.rstrip("\n") + "\n"
-    start = text.find(heading + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + ("" if end == -1 else "\n" + text[end + 1:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    body = section[len(heading):] if section.startswith(heading) else section
+    replace_markdown_section(path, heading, body, header=header)

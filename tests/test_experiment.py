@@ -32,6 +32,20 @@ def test_draws_are_reproducible_stratified_and_redrawn_per_repeat():
     assert draw_masked(LABELS, 100, seed=3).tolist() == list(range(68))
 
 
+def test_quotas_pass_what_a_small_class_cannot_hold_to_the_others():
+    from weaksegtf.data.stratified_draw import class_quotas, draw_stratified
+
+    # 5 of 3 + 1 + 1: one each; the other two go by shares 1.2, 0.4, 0.4 to classes 1 and 2; class 2 has
+    # only one unit, so its extra passes to class 1 (the GlaS adapter's own copy stopped at 4 here).
+    assert class_quotas({1: 3, 2: 1, 3: 1}, 5) == {1: 3, 2: 1, 3: 1}
+    assert class_quotas({1: 20, 2: 48}, 17) == {1: 5, 2: 12}
+    labels = np.array([1, 1, 1, 2, 3])
+    for member_draw in ("permutation", "choice"):
+        assert draw_stratified(labels, 5, np.random.default_rng(0), member_draw).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="cannot draw 6 of 5 units"):
+        draw_stratified(labels, 6, np.random.default_rng(0))
+
+
 def test_modes_share_the_draw_and_differ_only_in_labels():
     streams = {mode: run_streams(mode, 10, LABELS, seed=4) for mode in ("S", "S+C", "S+C*")}
     masked = streams["S"][0]

@@ -28,7 +28,7 @@ from test_inference_slides import SLIDE_MPP, blob_image
 from weaksegtf.cli import infer as infer_cli
 from weaksegtf.errors import OutputError
 from weaksegtf.inference import OutputLock, SlideSegmenter
-from weaksegtf.inference.inputs import input_hash
+from weaksegtf.output_names import input_hash
 from weaksegtf.io import temporary_path
 from weaksegtf.slides import write_pyramidal_tiff
 

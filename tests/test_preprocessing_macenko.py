@@ -104,6 +104,31 @@ def test_save_and_load(tmp_path, cmu_tile):
         MacenkoNormalizer.load(tmp_path / "other.json")
 
 
+def test_every_reader_of_a_reference_checks_it_and_names_its_file(tmp_path, cmu_tile):
+    import json
+
+    from weaksegtf.model_card import prepared_set_info
+    from weaksegtf.preprocessing.macenko_normalizer import read_stain_reference
+
+    normalizer = MacenkoNormalizer().fit(cmu_tile)
+    normalizer.save(tmp_path / "stain.json")
+    document = json.loads((tmp_path / "stain.json").read_text())
+    # The ONNX metadata may hold the matrix and concentrations alone (no type, no config).
+    bare = {key: document[key] for key in ("stain_matrix", "max_concentrations")}
+    np.testing.assert_array_equal(MacenkoNormalizer.from_reference(bare).transform(cmu_tile),
+                                  normalizer.transform(cmu_tile))
+    bad = dict(document, stain_matrix=[[0.6, 0.1], [0.7, 0.9]])
+    with pytest.raises(DataError, match=r"in the metadata of m.onnx: stain_matrix has shape \(2, 2\)"):
+        MacenkoNormalizer.from_reference(bad, "in the metadata of m.onnx")
+    with pytest.raises(DataError, match="no stain_matrix and max_concentrations"):
+        read_stain_reference({"config": {}})
+    # A training folder's reference (weakseg-prepare's stain_normalizer.json) is checked too.
+    (tmp_path / "summary.json").write_text(json.dumps({"patch_mpp": 2.0}))
+    (tmp_path / "stain_normalizer.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="stain_normalizer.json: it holds a list"):
+        prepared_set_info(tmp_path / "masks_set")
+
+
 def test_misuse_is_reported():
     with pytest.raises(ConfigError, match="before fit"):
         MacenkoNormalizer().transform(np.zeros((4, 4, 3), np.uint8))

@@ -109,6 +109,25 @@ def test_the_trainer_reads_what_prepare_writes(tmp_path, slide_and_mask):
     assert label_set.labels == [1, 0, 0]
 
 
+def test_slides_sharing_a_name_get_the_hashed_name_of_weakseg_infer(tmp_path, slide_and_mask):
+    from weaksegtf.output_names import input_hash
+
+    slide, mask = slide_and_mask
+    other = tmp_path / "other" / slide.name
+    other.parent.mkdir()
+    other.write_bytes(slide.read_bytes())
+    out = tmp_path / "out"
+    prepare_patches([slide, other], [mask, mask], out, patch_mpp=2.0, patch_size_px=64, extraction="centred")
+    second = f"slide-{input_hash(other)}"
+    assert sorted(p.name for p in (out / "thumbnails").iterdir()) == sorted(
+        ["slide.png", "slide_tissue.png", f"{second}.png", f"{second}_tissue.png"])
+    names = sorted(p.name for p in (out / "masks_set" / "images").iterdir())
+    assert names == sorted(["slide_x256_y256_centred.png", "slide_x512_y448_centred.png",
+                            f"{second}_x256_y256_centred.png", f"{second}_x512_y448_centred.png"])
+    with pytest.raises(ConfigError, match="slide .*slide.tif is given more than once"):
+        prepare_patches([slide, slide], [mask, mask], tmp_path / "twice")
+
+
 def test_extraction_modes_and_overwrite(tmp_path, slide_and_mask):
     slide, mask = slide_and_mask
     out = tmp_path / "out"

@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from weaksegtf.constants import IGNORE_VALUE
-from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_mask, read_rgb, write_png
+from weaksegtf.data.images import MASK_SUFFIXES, PathLike, list_image_files, read_rgb
 from weaksegtf.errors import ConfigError, DataError, ModelFileError
-from weaksegtf.io import write_text_atomic
+from weaksegtf.io import read_label_image, write_png, write_text_atomic
 from weaksegtf.metrics import SegmentationEvaluator
 from weaksegtf.metrics.segmentation_evaluator import PER_IMAGE_METRICS
 from weaksegtf.provenance import provenance
@@ -32,7 +32,6 @@ from weaksegtf.provenance import provenance
 COMMAND = "weakseg-eval"
 #: Everything an evaluation may write into its output folder.
 EVALUATION_OUTPUTS = ("metrics.json", "per_image.csv", "confusion_matrix.png", "best_worst.png", "predictions")
-_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -52,41 +51,6 @@ class EvaluationResult:
     confusion_plot_path: Path
     grid_path: Path | None
     metrics: dict = field(default_factory=dict)
-
-
-def read_label_image(path: PathLike) -> np.ndarray:
-    """Read a label image (class indices) as ``(H, W)`` uint8.
-
-    TIFFs are read with tifffile at level 0, so the pyramidal label TIFFs of
-    whole-slide inference work; other formats go through
-    :func:`weaksegtf.data.read_mask` (palette PNGs give their indices).
-
-    Raises:
-        DataError: the file is unreadable, has channels that differ, or values above 255.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in _TIFF_SUFFIXES:
-        return read_mask(path)
-    import tifffile  # only TIFF inputs pay for it
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array = (series.levels[0] if series.levels else series).asarray()
-    except Exception as error:  # noqa: BLE001 - every decoder failure is reported the same way
-        raise DataError(f"cannot read label image {path}: {error}") from None
-    array = np.squeeze(array) if array.ndim > 2 and 1 in array.shape else array
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        if not all(np.array_equal(array[..., 0], array[..., c]) for c in (1, 2)):
-            raise DataError(f"label image {path} has {array.shape[-1]} channels that differ; expected class indices")
-        array = array[..., 0]
-    if array.ndim != 2:
-        raise DataError(f"label image {path} has shape {array.shape}; expected (H, W) class indices")
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.integer) or (array.size and (array.min() < 0 or array.max() > 255)):
-            raise DataError(f"label image {path} is {array.dtype} with values outside 0..255; expected class indices")
-        array = array.astype(np.uint8)
-    return array
 
 
 def match_predictions(
@@ -192,8 +156,8 @@ def evaluate_predictions(
         num_classes, class_names, ignore_value=ignore_value, boundary_distance_px=boundary_distance_px
     )
     for name, prediction_path, mask_path in pairs:
-        prediction = read_label_image(prediction_path)
-        truth = read_label_image(mask_path)
+        prediction = read_label_image(prediction_path, "prediction")
+        truth = read_label_image(mask_path, "mask")
         if prediction.shape != truth.shape:
             raise DataError(
                 f"prediction {prediction_path.name} has shape {prediction.shape} but mask {mask_path.name} "
@@ -254,7 +218,7 @@ def _best_worst_grid(pairs, rows, worst, best, rank_by, class_names, images_dir,
     for label, indices in (("worst", worst), ("best", best)):
         for rank, i in enumerate(indices, start=1):
             name, prediction_path, mask_path = pairs[i]
-            truth = read_label_image(mask_path)
+            truth = read_label_image(mask_path, "mask")
             image = read_rgb(image_files[name]) if name in image_files else None
             if image is None or image.shape[:2] != truth.shape:
                 image = np.full(truth.shape + (3,), 255, np.uint8)
@@ -262,7 +226,7 @@ def _best_worst_grid(pairs, rows, worst, best, rank_by, class_names, images_dir,
             score = "n/a" if value is None else f"{value:.3f}"
             images.append(image)
             truths.append(truth)
-            predictions.append(read_label_image(prediction_path))
+            predictions.append(read_label_image(prediction_path, "prediction"))
             titles.append(f"{label} {rank}: {name} ({rank_by} {score})")
     return comparison_grid(images, truths, predictions, class_names, path, titles=titles, max_rows=len(images))
 

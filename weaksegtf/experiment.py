@@ -75,7 +75,8 @@ import numpy as np
 from weaksegtf.data.images import PathLike
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
-from weaksegtf.constants import IMAGE_PAD_VALUE
+from weaksegtf.data.stratified_draw import draw_stratified
+from weaksegtf.constants import IMAGE_PAD_VALUE, SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError
 from weaksegtf.io import write_text_atomic
 
@@ -287,35 +288,12 @@ def draw_masked(labels: np.ndarray, percent: float, seed: int) -> np.ndarray:
 
     Classes are drawn in proportion to their share of the pool (largest
     remainder), each class at least once when the count allows, so that a
-    5% draw of GlaS holds both grades. The same ``seed`` gives the same draw
-    to every mode (section 3.3: "randomly picking the same s% of training
-    data for S, S+C, and S+C*").
+    5% draw of GlaS holds both grades (:func:`weaksegtf.data.stratified_draw.draw_stratified`).
+    The same ``seed`` gives the same draw to every mode (section 3.3: "randomly
+    picking the same s% of training data for S, S+C, and S+C*").
     """
     labels = np.asarray(labels)
-    n_masked = masked_count(percent, len(labels))
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    members = {c: np.flatnonzero(labels == c)[rng.permutation(int((labels == c).sum()))] for c in classes}
-    quota = {c: 0 for c in classes}
-    if n_masked >= len(classes):
-        quota = {c: 1 for c in classes}
-    remaining = n_masked - sum(quota.values())
-    shares = {c: remaining * len(members[c]) / len(labels) for c in classes}
-    for c in classes:
-        quota[c] += int(math.floor(shares[c]))
-    for c in sorted(classes, key=lambda c: (-(shares[c] - math.floor(shares[c])), c)):
-        if sum(quota.values()) >= n_masked:
-            break
-        quota[c] += 1
-    # A class with fewer images than its quota passes the rest on.
-    spill = sum(max(0, quota[c] - len(members[c])) for c in classes)
-    for c in classes:
-        quota[c] = min(quota[c], len(members[c]))
-    for c in classes:
-        extra = min(spill, len(members[c]) - quota[c])
-        quota[c] += extra
-        spill -= extra
-    return np.sort(np.concatenate([members[c][: quota[c]] for c in classes] + [np.zeros(0, np.int64)])).astype(np.int64)
+    return draw_stratified(labels, masked_count(percent, len(labels)), np.random.default_rng(seed))
 
 
 def run_streams(mode: str, percent: float, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -658,13 +636,13 @@ def evaluate_run(model, data: SweepData, settings: SweepSettings) -> dict:
 def predict_images(model, images: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
     """Argmax masks of whole images, as :func:`weaksegtf.training.predict_image` gives them.
 
-    Images are padded white to a multiple of 16 (as ``weakseg-infer`` does) and those of the same padded
-    size go through the model together, which saves most of the per-call cost.
+    Images are padded white to a multiple of :data:`SIZE_MULTIPLE` (as ``weakseg-infer`` does) and those of the
+    same padded size go through the model together, which saves most of the per-call cost.
     """
     padded, groups = [], {}
     for index, image in enumerate(images):
         height, width = image.shape[:2]
-        pad = ((0, (-height) % 16), (0, (-width) % 16), (0, 0))
+        pad = ((0, (-height) % SIZE_MULTIPLE), (0, (-width) % SIZE_MULTIPLE), (0, 0))
         padded.append(np.pad(image, pad, constant_values=IMAGE_PAD_VALUE) if any(p[1] for p in pad[:2]) else image)
         groups.setdefault(padded[-1].shape, []).append(index)
     predictions: list[np.ndarray | None] = [None] * len(images)

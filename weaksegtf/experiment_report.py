@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from weaksegtf.data.images import PathLike
-from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.errors import DataError
 from weaksegtf.experiment import (
     CLASSIFICATION_MODES,
     RUN_METRICS,
@@ -36,7 +36,7 @@ from weaksegtf.experiment import (
     SWEEP_JSON,
     read_runs,
 )
-from weaksegtf.io import write_text_atomic
+from weaksegtf.markdown_section import replace_markdown_section
 
 SUMMARY_CSV = "summary.csv"
 PAIRED_CSV = "paired.csv"
@@ -387,22 +387,10 @@ def markdown_section(out_dir: Path, summary: list[dict], rows: list[dict], recor
 def update_markdown(path: PathLike, body: str, section: str = DEFAULT_SECTION, heading: str = DEFAULT_HEADING) -> Path:
     """Replace the text between this section's markers; append heading and markers if absent.
 
-    Everything outside the markers (other sections, hand-written discussion) is kept.
+    Everything outside the markers (other sections, hand-written discussion) is kept
+    (:func:`weaksegtf.markdown_section.replace_markdown_section`).
     """
-    path = Path(path)
-    begin, end = _MARKER.format(section, "begin"), _MARKER.format(section, "end")
-    text = path.read_text() if path.is_file() else "# Results\n"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    elif begin in text or end in text:
-        raise ConfigError(f"{path} has only one of the markers {begin!r} and {end!r}; fix it by hand")
-    else:
-        text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
-    write_text_atomic(path, text)
-    return path
+    return replace_markdown_section(path, heading, body, markers=sweep_markers(section), header="# Results\n")
 
 
 def write_report(

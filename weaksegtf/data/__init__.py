@@ -52,7 +52,6 @@ from weaksegtf.data.images import (
     list_image_files,
     read_mask,
     read_rgb,
-    write_png,
 )
 from weaksegtf.data.joint_distribution_table import JointDistributionTable
 from weaksegtf.data.label_set import LabelSet
@@ -73,6 +72,7 @@ from weaksegtf.data.patches import (
 )
 from weaksegtf.data.synthetic import CLASS_NAMES as SYNTHETIC_CLASS_NAMES
 from weaksegtf.data.synthetic import make_synthetic_dataset
+from weaksegtf.io import write_png
 
 __all__ = [
     "BACH_CLASS_NAMES",

@@ -40,10 +40,11 @@ from typing import Any, Callable
 import numpy as np
 
 from weaksegtf.data.dataset_split import check_new_folder, split_summary, write_split_json
-from weaksegtf.data.images import PathLike, list_image_files, natural_key, read_rgb, write_png
+from weaksegtf.data.images import PathLike, list_image_files, natural_key, read_rgb
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_png
 
 CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "in situ", "invasive")
 #: White, red, green, blue: the organisers' colours (Aresta et al. 2019), as in the paper's figures.

@@ -43,9 +43,10 @@ from weaksegtf.data.dataset_split import (
     split_summary,
     write_split_json,
 )
-from weaksegtf.data.images import PathLike, list_image_files, read_rgb, write_png
+from weaksegtf.data.images import PathLike, list_image_files, read_rgb
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_png
 
 CLASS_NAMES: tuple[str, ...] = ("benign", "malignant")
 #: The jet colormap at 0 and 1: the colours of the paper's DigestPath2019 figures.

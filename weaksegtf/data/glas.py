@@ -24,6 +24,7 @@ from weaksegtf.data.images import PathLike, list_image_files, natural_key, read_
 from weaksegtf.data.label_set import LabelSet
 from weaksegtf.data.mask_set import MaskSet
 from weaksegtf.data.patches import downsample_mask_set
+from weaksegtf.data.stratified_draw import draw_stratified
 from weaksegtf.errors import ConfigError, DataError
 
 CLASS_NAMES: tuple[str, ...] = ("background", "benign gland", "malignant gland")
@@ -186,40 +187,6 @@ def _split_patients(
     return best[1]
 
 
-def _pick_masked(
-    train: list[GlasRecord], masked: int, rng: np.random.Generator
-) -> set[str]:
-    """``masked`` training images, grades in proportion, each grade at least once if possible."""
-    by_grade = {g: [r.name for r in train if r.label == g] for g in sorted({r.label for r in train})}
-    quota = {g: 0 for g in by_grade}
-    # Largest-remainder allocation, after one image per grade when there is room.
-    if masked >= len(by_grade):
-        quota = {g: 1 for g in by_grade}
-    remaining = masked - sum(quota.values())
-    shares = {g: remaining * len(names) / len(train) for g, names in by_grade.items()}
-    for g in by_grade:
-        quota[g] += int(np.floor(shares[g]))
-    leftovers = sorted(by_grade, key=lambda g: (-(shares[g] - np.floor(shares[g])), g))
-    for g in leftovers:
-        if sum(quota.values()) >= masked:
-            break
-        quota[g] += 1
-    # A grade with fewer images than its quota hands the rest to the other grades.
-    for g in by_grade:
-        overflow = max(0, quota[g] - len(by_grade[g]))
-        quota[g] -= overflow
-        for other in by_grade:
-            room = len(by_grade[other]) - quota[other]
-            moved = min(room, overflow)
-            quota[other] += moved
-            overflow -= moved
-    picked: set[str] = set()
-    for g, names in by_grade.items():
-        chosen = rng.choice(len(names), size=quota[g], replace=False)
-        picked.update(names[int(i)] for i in chosen)
-    return picked
-
-
 def _resolve_masked(masked: int | float, n_train: int, train_patients: list[int]) -> int:
     if isinstance(masked, bool) or not isinstance(masked, (int, float, np.integer, np.floating)):
         raise ConfigError(f"masked must be an int count or a float fraction, got {masked!r}")
@@ -283,7 +250,9 @@ def plan_glas_split(
     val = [r for r in records if r.patient_id in val_patients]
     train_patients = sorted({r.patient_id for r in train})
     n_masked = _resolve_masked(masked, len(train), train_patients)
-    picked = _pick_masked(train, n_masked, rng)
+    # Grades in proportion, each at least once if possible.
+    drawn = draw_stratified([r.label for r in train], n_masked, rng, member_draw="choice")
+    picked = {train[int(i)].name for i in drawn}
     return GlasPlan(
         train_mask_names=tuple(r.name for r in train if r.name in picked),
         train_label_names=tuple(r.name for r in train if r.name not in picked),

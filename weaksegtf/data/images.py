@@ -1,15 +1,12 @@
-"""Reading and writing image and mask files as plain numpy arrays.
+"""Reading image and mask files as plain numpy arrays (PNGs are written by :func:`weaksegtf.io.write_png`).
 
 Every reader returns uint8 arrays in a fixed layout, so the rest of the
 package never has to guess: RGB images are ``(H, W, 3)`` and masks are
 ``(H, W)`` class indices. Anything that cannot be brought to that layout
 raises :class:`~weaksegtf.errors.DataError` naming the file, instead of
 surfacing later as a ``None`` from OpenCV or a shape error in TensorFlow.
-
-OpenCV decodes PNG, JPEG and BMP. TIFF goes to tifffile first, because
-OpenCV silently drops samples it does not understand (a 2-sample TIFF comes
-back as a single grey channel), so it could not refuse a wrong channel count.
-Pillow is the last resort for anything OpenCV rejects.
+Files are decoded by :func:`weaksegtf.io.decode_image`; masks are read by
+:func:`weaksegtf.io.read_label_image`, the one label-image reader.
 """
 
 from __future__ import annotations
@@ -23,72 +20,12 @@ import cv2
 import numpy as np
 
 from weaksegtf.errors import DataError
+from weaksegtf.io import IMAGE_SUFFIXES, MASK_SUFFIXES, decode_image, read_label_image
+from weaksegtf.io import write_png  # noqa: F401 - the older import path ``weaksegtf.data.images.write_png``
 
 PathLike = Union[str, "os.PathLike[str]"]  # a path string or any path object
-
-#: Suffixes accepted for RGB images.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-#: Suffixes accepted for masks: lossless formats only, since JPEG artefacts
-#: would invent class indices along every boundary.
-MASK_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".bmp")
-_TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def _read_tiff(path: Path) -> np.ndarray | None:
-    """Decode a TIFF with samples last, or ``None`` if tifffile cannot."""
-    import tifffile  # imported here: only TIFF inputs pay for it
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array = series.asarray()
-            axes = series.axes
-    except Exception:  # noqa: BLE001 - any decoder failure falls through to the next reader
-        return None
-    # Planar TIFFs store samples first ("SYX"); bring them last like OpenCV.
-    if array.ndim == 3 and axes[0] in "SC" and axes[1:] == "YX":
-        array = np.moveaxis(array, 0, -1)
-    return array
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image  # imported here: only files OpenCV rejects pay for it
-
-    with Image.open(path) as image:
-        image.load()
-        return np.asarray(image)
-
-
-def _decode(path: PathLike, what: str) -> tuple[np.ndarray, bool]:
-    """Decode ``path`` into an array and whether its channels are BGR-ordered.
-
-    Raises:
-        DataError: the file is missing, is a folder, or no reader can decode it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise DataError(f"{what} {path} is not a file")
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        array = _read_tiff(path)
-        if array is not None:
-            return array, False
-    try:
-        # imdecode(fromfile) rather than imread: it also handles non-ASCII paths.
-        array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        array = None
-    if array is not None:
-        return array, True
-    try:
-        return _read_pillow(path), False
-    except Exception as error:  # noqa: BLE001 - report every decoder failure the same way
-        size_bytes = path.stat().st_size
-        raise DataError(
-            f"cannot read {what} {path} ({size_bytes} bytes): {error}; "
-            f"expected a complete image file ({', '.join(IMAGE_SUFFIXES)})"
-        ) from None
+__all__ = ["IMAGE_SUFFIXES", "MASK_SUFFIXES", "PathLike", "list_image_files", "natural_key", "read_mask", "read_rgb",
+           "write_png"]
 
 
 def _to_uint8_intensity(array: np.ndarray, path: Path, what: str) -> np.ndarray:
@@ -128,7 +65,7 @@ def read_rgb(path: PathLike) -> np.ndarray:
     ((522, 775, 3), dtype('uint8'))
     """
     path = Path(path)
-    array, bgr = _decode(path, "image")
+    array, bgr = decode_image(path, "image")
     array = _to_uint8_intensity(array, path, "image")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
@@ -150,112 +87,14 @@ def read_rgb(path: PathLike) -> np.ndarray:
 
 
 def read_mask(path: PathLike) -> np.ndarray:
-    """Read a mask file as class indices.
-
-    Palette PNGs give their palette indices; a 3-channel mask is accepted
-    when its channels are equal (a grey mask saved as RGB). Values are not
-    rescaled: a 16-bit mask must already hold values up to 255.
-
-    Args:
-        path: str or path. A PNG, TIFF or BMP file.
-
-    Returns:
-        uint8 array of shape ``(H, W)``.
-
-    Raises:
-        DataError: the file is missing or unreadable, has channels that
-            differ, or holds values above 255.
+    """Read a mask file as ``(H, W)`` uint8 class indices: :func:`weaksegtf.io.read_label_image`.
 
     Example:
     >>> mask = read_mask("glas-train/masks/train_1.png")  # doctest: +SKIP
     >>> mask.shape, sorted(set(mask.ravel().tolist()))
     ((522, 775), [0, 255])
     """
-    path = Path(path)
-    array: np.ndarray | None = None
-    if path.suffix.lower() == ".png" and path.is_file():
-        # OpenCV expands a palette PNG into colours; the indices are the classes.
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
-                if image.mode == "P":
-                    image.load()
-                    array = np.asarray(image)
-        except Exception:  # noqa: BLE001 - let the general path report the failure
-            array = None
-    if array is None:
-        array, _ = _decode(path, "mask")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 3 and array.shape[2] == 3:
-        if not (np.array_equal(array[:, :, 0], array[:, :, 1])
-                and np.array_equal(array[:, :, 0], array[:, :, 2])):
-            raise DataError(
-                f"mask {path} has 3 channels that differ; expected one channel of class "
-                f"indices (or 3 equal channels)"
-            )
-        array = array[:, :, 0]
-    if array.ndim != 2:
-        raise DataError(
-            f"mask {path} has shape {tuple(array.shape)}; expected (H, W) class indices"
-        )
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.integer):
-            raise DataError(f"mask {path} has pixel type {array.dtype}; expected integers")
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise DataError(
-                f"mask {path} holds values {low}..{high}; expected class indices in 0..255"
-            )
-        array = array.astype(np.uint8)
-    return np.ascontiguousarray(array)
-
-
-def write_png(path: PathLike, array: np.ndarray) -> Path:
-    """Write a uint8 RGB image or single-channel array as a PNG.
-
-    Parent folders are created. PNG is lossless, so a mask written here reads
-    back with the same class indices.
-
-    Args:
-        path: str or path. Destination; should end in ``.png``.
-        array: uint8 array, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` RGB.
-
-    Returns:
-        The path written.
-
-    Raises:
-        DataError: the array is not uint8 of one of those shapes, or the
-            file cannot be written.
-
-    Example:
-    >>> write_png(tmp_dir / "masks" / "a.png", np.zeros((4, 4), np.uint8))  # doctest: +SKIP
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise DataError(f"cannot write {path}: array has type {array.dtype}; expected uint8")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 3 and array.shape[2] == 3:
-        array = array[:, :, ::-1]  # OpenCV writes BGR
-    elif array.ndim != 2:
-        raise DataError(
-            f"cannot write {path}: array has shape {tuple(array.shape)}; "
-            f"expected (H, W) or (H, W, 3)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:
-        raise DataError(f"cannot encode {path} as PNG (shape {tuple(array.shape)})")
-    try:
-        encoded.tofile(path)
-    except OSError as error:
-        raise DataError(f"cannot write {path}: {error}") from None
-    return path
+    return read_label_image(path, "mask")
 
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:

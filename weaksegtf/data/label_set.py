@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from weaksegtf.data.images import PathLike, list_image_files, read_rgb, write_png
+from weaksegtf.data.images import PathLike, list_image_files, read_rgb
 from weaksegtf.data.mask_set import _ensure_empty
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_png
 
 LABELS_CSV = "labels.csv"
 _INT = re.compile(r"^[+-]?\d+$")

@@ -15,9 +15,9 @@ from weaksegtf.data.images import (
     list_image_files,
     read_mask,
     read_rgb,
-    write_png,
 )
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_png
 
 _LOSSY_SUFFIXES = (".jpg", ".jpeg")
 

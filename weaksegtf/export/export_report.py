@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from weaksegtf.export.metadata import INPUT_NAME, OnnxMetadata
 from weaksegtf.export.parity import ParityReport
+from weaksegtf.model_card import INPUT_NAME, OnnxMetadata
 
 
 @dataclass(frozen=True)

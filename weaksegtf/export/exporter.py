@@ -16,11 +16,11 @@ from weaksegtf.constants import SIZE_MULTIPLE
 from weaksegtf.data.images import PathLike
 from weaksegtf.errors import ConfigError, DataError, ExportError, ModelFileError, OutputError, ParityError
 from weaksegtf.export.export_report import ExportReport
-from weaksegtf.export.metadata import DEFAULT_OUTPUTS, INPUT_NAME, OnnxMetadata, check_outputs, weights_sha256
 from weaksegtf.export.parity import ParityReport, compare
 from weaksegtf.export.sample_tiles import Shape, TileSource, check_shapes, image_files
 from weaksegtf.export.segmenter_file import Segmenter, read_keras_config
 from weaksegtf.export.staged_outputs import StagedOutputs
+from weaksegtf.model_card import DEFAULT_OUTPUTS, INPUT_NAME, OnnxMetadata, check_outputs, weights_sha256
 from weaksegtf.output_guard import OutputFolder, check_output_file
 
 DEFAULT_TOLERANCE = 1e-4
@@ -149,6 +149,7 @@ def export_model(
     # The model card (written by training) fills what the arguments leave out.
     mpp = card.get("mpp") if mpp is None else mpp
     tile_size_px = card.get("tile_size_px") if tile_size_px is None else tile_size_px
+    macenko_where = f"in the model card of {model_path}" if macenko is None else None
     macenko = card.get("macenko") if macenko is None else macenko
     class_colors = card.get("class_colors") if class_colors is None else class_colors
     outputs = check_outputs(outputs)
@@ -165,7 +166,10 @@ def export_model(
         image_files(samples_dir, "sample")
     tile = tile_size_px or _DEFAULT_TILE_SIZE_PX
     shapes = check_shapes(parity_shapes_px or [(tile, tile), (tile + 32, 2 * tile)])
-    macenko = _read_macenko(macenko)
+    if macenko is not None:
+        from weaksegtf.preprocessing.macenko_normalizer import read_stain_reference
+
+        macenko = read_stain_reference(macenko, macenko_where)
     if int8 and int8_path.resolve() == onnx_path.resolve():
         raise ConfigError(f"int8_path {int8_path} is the fp32 output path; expected a different file")
 
@@ -321,28 +325,6 @@ def _normalization(model: Any, has_macenko: bool) -> dict[str, Any]:
     return description
 
 
-def _read_macenko(macenko: Mapping[str, Any] | PathLike | None) -> dict | None:
-    if macenko is None:
-        return None
-    if isinstance(macenko, Mapping):
-        document = dict(macenko)
-    else:
-        path = Path(macenko)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise DataError(
-                f"cannot read Macenko reference {path}: {error}; expected a JSON file written by MacenkoNormalizer.save"
-            ) from None
-        if not isinstance(document, dict):
-            raise DataError(f"Macenko reference {path} holds a {type(document).__name__}; expected a JSON object")
-    try:
-        json.dumps(document)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"the Macenko reference cannot be stored as JSON: {error}") from None
-    return document
-
-
 def _check_settings(tolerance, min_int8_agreement, mpp, tile_size_px, calibration_tiles, batch_sizes) -> None:
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
@@ -397,7 +379,7 @@ def _weaksegtf_export_weights(path: Path) -> str | None:
     """The ``weights_sha256`` of an existing weaksegtf ONNX export at ``path``, or ``None``."""
     if not path.is_file() or path.is_symlink():
         return None
-    from weaksegtf.export.metadata import read_onnx_metadata
+    from weaksegtf.model_card import read_onnx_metadata
 
     try:
         return read_onnx_metadata(path).weights_sha256 or None

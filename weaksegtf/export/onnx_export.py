@@ -16,7 +16,7 @@ import logging
 from typing import Any, Iterator, Sequence
 
 from weaksegtf.errors import ConfigError, ExportError
-from weaksegtf.export.metadata import INPUT_NAME, OnnxMetadata, check_outputs
+from weaksegtf.model_card import INPUT_NAME, OnnxMetadata, check_outputs
 
 #: Written unless asked otherwise: supported by tf2onnx and every onnxruntime since 1.12.
 DEFAULT_OPSET = 17

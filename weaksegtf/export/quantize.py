@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ExportError
-from weaksegtf.export.metadata import INPUT_NAME
+from weaksegtf.model_card import INPUT_NAME
 
 CALIBRATION_BATCH_SIZE = 8
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from weaksegtf.export.metadata import INPUT_NAME, SIZE_MULTIPLE_PX
 from weaksegtf.export.parity import ARGMAX_KEY, Outputs
+from weaksegtf.model_card import INPUT_NAME, SIZE_MULTIPLE_PX
 
 SIGNATURE = "serving_default"
 SERVING_OUTPUTS = ("probabilities", "mask", "label_probabilities")

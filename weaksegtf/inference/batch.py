@@ -26,9 +26,8 @@ from typing import Any, Iterable
 from weaksegtf.errors import OutputError, WeaksegError
 from weaksegtf.inference.cluster_settings import ClusterSettings
 from weaksegtf.inference.folder_claim import SOURCE_NAME, check_claim, claimed_input
-from weaksegtf.inference.inputs import find_inputs, input_key, output_names
+from weaksegtf.inference.inputs import find_inputs
 from weaksegtf.inference.output_lock import LOCK_NAME, OutputLock
-from weaksegtf.inference.progress import Progress
 from weaksegtf.io import (
     is_storage_error,
     refuse_link,
@@ -37,6 +36,8 @@ from weaksegtf.io import (
     write_text_atomic,
 )
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
+from weaksegtf.output_names import input_key, output_names
+from weaksegtf.progress import Progress
 
 BATCH_SUMMARY_NAME = "batch_summary.json"
 COHORT_NAME = "cohort.csv"

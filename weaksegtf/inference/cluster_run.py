@@ -27,9 +27,9 @@ from typing import Callable, Iterator
 
 from weaksegtf.errors import ClusterError, WeaksegError
 from weaksegtf.inference.cluster_settings import CLUSTER_EXTRA, ClusterSettings
-from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.session import default_threads
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
+from weaksegtf.progress import Progress
 
 
 def require_distributed():

@@ -14,9 +14,9 @@ from distributed import WorkerPlugin, get_worker
 
 from weaksegtf.errors import ClusterError
 from weaksegtf.inference.batch import run_slide
-from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.session import forget_session
 from weaksegtf.inference.slide_segmenter import SlideResult, SlideSegmenter
+from weaksegtf.progress import Progress
 
 #: Longest wait of a task for its worker to open the model (a CUDA session can take tens of seconds).
 PLUGIN_SETUP_WAIT_S = 600.0

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError, ModelFileError
-from weaksegtf.export.metadata import INPUT_NAME, OnnxMetadata, read_onnx_metadata
+from weaksegtf.model_card import INPUT_NAME, OnnxMetadata, read_onnx_metadata
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from weaksegtf.export.metadata import OnnxMetadata
-from weaksegtf.inference.tiff_pyramid import write_tiff_pyramid
 from weaksegtf.inference.tile_scheduler import TilePlan
 from weaksegtf.inference.tile_store import TileStore
 from weaksegtf.inference.writers import write_geojson, write_overlay_png
 from weaksegtf.io import discard, publish, refuse_link, temporary_path
+from weaksegtf.model_card import OnnxMetadata
+from weaksegtf.slides.pyramid_tiff import write_tiff_pyramid
 from weaksegtf.slides.slide_reader import SlideReader
 
 

@@ -16,10 +16,8 @@ import numpy as np
 from weaksegtf.errors import ConfigError
 from weaksegtf.inference.checkpoint import Checkpoint
 from weaksegtf.inference.folder_claim import SUMMARY_NAME, WORK_NAME, check_claim, write_claim
-from weaksegtf.inference.inputs import input_key
 from weaksegtf.inference.output_lock import OutputLock
 from weaksegtf.inference.prefetch import TilePrefetcher
-from weaksegtf.inference.progress import Progress
 from weaksegtf.inference.reader_processes import ReaderProcesses, SlideOpener, check_can_start_processes
 from weaksegtf.inference.session import ModelSession, load_session
 from weaksegtf.inference.slide_outputs import write_slide_outputs
@@ -35,6 +33,8 @@ from weaksegtf.io import (
     storage_error,
     write_text_atomic,
 )
+from weaksegtf.output_names import input_key
+from weaksegtf.progress import Progress
 from weaksegtf.slides.slide_reader import SlideReader
 
 #: Training tile side assumed when the model's metadata has none.
@@ -270,7 +270,7 @@ class SlideSegmenter:
         self.thumbnail_px = int(thumbnail_px)
         self.progress = bool(progress)
         macenko = metadata.macenko
-        self._normalizer = _macenko_from_metadata(macenko) if macenko else None
+        self._normalizer = _macenko_from_metadata(macenko, self.model.path) if macenko else None
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments, with the model as its path: ``SlideSegmenter(**config)`` builds the same
@@ -579,11 +579,8 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _macenko_from_metadata(document: dict[str, Any]):
-    """A fitted ``MacenkoNormalizer`` from the reference stored in the model's metadata."""
-    from weaksegtf.preprocessing import MacenkoNormalizer
+def _macenko_from_metadata(document: dict[str, Any], model_path: Path):
+    """A fitted ``MacenkoNormalizer`` from the (checked) reference stored in the model's metadata."""
+    from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer
 
-    normalizer = MacenkoNormalizer(**document.get("config", {}))
-    normalizer.stain_matrix = np.asarray(document["stain_matrix"], dtype=np.float64)
-    normalizer.max_concentrations = np.asarray(document["max_concentrations"], dtype=np.float64)
-    return normalizer
+    return MacenkoNormalizer.from_reference(document, f"in the metadata of {model_path}")

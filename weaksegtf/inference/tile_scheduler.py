@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from weaksegtf.constants import SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError
 from weaksegtf.tiling import tile_origins
 
@@ -24,7 +25,7 @@ IntArray = npt.NDArray[np.int64]
 #: Tile sides, overlaps and tile origins are multiples of this: the exported
 #: models downsample by 16, so a tile that starts on this grid sees the same
 #: pixel phase as a whole-image forward pass (translation equivariance).
-SIZE_MULTIPLE_PX = 16
+SIZE_MULTIPLE_PX = SIZE_MULTIPLE
 
 
 def _cuts(origins: IntArray, tile_size_px: int, length_px: int) -> IntArray:

@@ -6,7 +6,6 @@ import re
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -571,11 +570,6 @@ class WeakSegmenter(keras.Model):
         for metric in self.eval_metrics:
             metric.update_state(masks, logits)
         return {"loss": self.loss_tracker.result(), **{m.name: m.result() for m in self.eval_metrics}}
-
-    def predict_masks(self, images, batch_size: int = 8) -> np.ndarray:
-        """Argmax class map ``(B, H, W)`` uint8 for an image batch in [0, 255]."""
-        logits = self.predict(np.asarray(images, "float32"), batch_size=batch_size, verbose=0)["mask"]
-        return np.argmax(logits, axis=-1).astype(np.uint8)
 
     # --- config --------------------------------------------------------------
 

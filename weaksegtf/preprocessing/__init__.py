@@ -17,13 +17,8 @@ from weaksegtf.preprocessing.centred_extraction import (
     kmeans_split_count,
 )
 from weaksegtf.preprocessing.geojson_rasterizer import rasterize_geojson, read_geojson
-from weaksegtf.preprocessing.label_map import (
-    IGNORE_INDEX,
-    LabelMap,
-    check_aspect,
-    read_label_image,
-    remap_labels,
-)
+from weaksegtf.io import read_label_image
+from weaksegtf.preprocessing.label_map import IGNORE_INDEX, LabelMap, check_aspect, remap_labels
 from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer, StainWarning
 from weaksegtf.preprocessing.manifest import PatchRecord, read_manifest, write_manifest
 from weaksegtf.preprocessing.patch_extraction import (

@@ -9,75 +9,17 @@ invented, for any region in level-0 coordinates.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from weaksegtf.constants import IGNORE_VALUE
 from weaksegtf.errors import DataError
 
 LabelImage = npt.NDArray[np.uint8]
 
-#: Mask value meaning "not annotated"; the trainer ignores these pixels.
-IGNORE_INDEX = 255
-
-#: Label image suffixes; lossless only (JPEG would invent classes at edges).
-LABEL_IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff", ".bmp")
-
-
-def read_label_image(path: Path | str) -> LabelImage:
-    """Read a single-channel class-index image as uint8.
-
-    Palette PNGs give their indices; RGB images whose three channels are equal
-    give one channel.
-
-    Raises:
-        DataError: missing or undecodable file, colour channels that differ,
-            or values above 255.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"annotation mask {path} does not exist or is not a file")
-    if path.suffix.lower() not in LABEL_IMAGE_SUFFIXES:
-        raise DataError(
-            f"annotation mask {path} has suffix {path.suffix!r}; expected a lossless label image "
-            f"({', '.join(LABEL_IMAGE_SUFFIXES)}) or QuPath .geojson"
-        )
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path, key=0)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as image:
-                # Mode "P" keeps palette indices, the class values of indexed PNGs.
-                array = np.asarray(image)
-    except Exception as error:  # noqa: BLE001 - every decoder failure reads the same
-        raise DataError(f"cannot read annotation mask {path}: {error}") from None
-    if array.ndim == 3:
-        if array.shape[2] in (3, 4) and all(
-            np.array_equal(array[:, :, 0], array[:, :, c]) for c in (1, 2)
-        ):
-            array = array[:, :, 0]
-        else:
-            raise DataError(
-                f"annotation mask {path} has shape {array.shape} with differing colour channels; "
-                f"expected a single-channel image of class indices"
-            )
-    if array.ndim != 2:
-        raise DataError(f"annotation mask {path} has shape {array.shape}; expected (H, W)")
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() > 255:
-            raise DataError(
-                f"annotation mask {path} holds {array.dtype} values "
-                f"{array.min()}..{array.max()}; expected class indices 0..255"
-            )
-        array = array.astype(np.uint8)
-    return np.ascontiguousarray(array)
+#: Mask value meaning "not annotated"; the trainer ignores these pixels (the package's one ignore value).
+IGNORE_INDEX = IGNORE_VALUE
 
 
 def remap_labels(labels: LabelImage, mapping: Mapping[int, int]) -> LabelImage:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import write_text_atomic
 
 RGBBatch = npt.NDArray[np.uint8]
 
@@ -241,7 +242,20 @@ class MacenkoNormalizer:
             "stain_matrix": self.stain_matrix.tolist(),
             "max_concentrations": self.max_concentrations.tolist(),
         }
-        Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+
+    @classmethod
+    def from_reference(cls, reference: Mapping[str, Any] | Path | str, where: str | None = None) -> "MacenkoNormalizer":
+        """A fitted normaliser from a reference :func:`read_stain_reference` accepts (a saved file or its dict).
+
+        Raises:
+            DataError: the reference is missing or is not a saved normaliser.
+        """
+        document = read_stain_reference(reference, where)
+        normalizer = cls(**document.get("config", {}))
+        normalizer.stain_matrix = np.asarray(document["stain_matrix"], dtype=np.float64)
+        normalizer.max_concentrations = np.asarray(document["max_concentrations"], dtype=np.float64)
+        return normalizer
 
     @classmethod
     def load(cls, path: Path | str) -> "MacenkoNormalizer":
@@ -250,27 +264,7 @@ class MacenkoNormalizer:
         Raises:
             DataError: the file is missing or is not a saved normaliser.
         """
-        path = Path(path)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-            if document.get("type") != "MacenkoNormalizer":
-                raise ValueError(f"type is {document.get('type')!r}")
-            normalizer = cls(**document["config"])
-            stain_matrix = np.asarray(document["stain_matrix"], dtype=np.float64)
-            max_concentrations = np.asarray(document["max_concentrations"], dtype=np.float64)
-            if stain_matrix.shape != (3, 2) or max_concentrations.shape != (2,):
-                raise ValueError(
-                    f"stain_matrix {stain_matrix.shape} and max_concentrations "
-                    f"{max_concentrations.shape}"
-                )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise DataError(
-                f"cannot load stain normaliser {path}: {error}; expected a JSON file written "
-                f"by MacenkoNormalizer.save"
-            ) from None
-        normalizer.stain_matrix = stain_matrix
-        normalizer.max_concentrations = max_concentrations
-        return normalizer
+        return cls.from_reference(Path(path))
 
     @staticmethod
     def _check_tiles(tiles: np.ndarray, what: str) -> RGBBatch:
@@ -281,3 +275,55 @@ class MacenkoNormalizer:
                 f"expected uint8 RGB (H, W, 3) or (N, H, W, 3)"
             )
         return tiles
+
+
+def read_stain_reference(reference: Mapping[str, Any] | Path | str, where: str | None = None) -> dict[str, Any]:
+    """The one reader of a Macenko stain reference: checked, as :meth:`MacenkoNormalizer.save` writes it.
+
+    Training folders, ``weakseg-export --macenko`` and the ONNX metadata that
+    ``weakseg-infer`` reads all hold the same JSON object: ``stain_matrix``
+    (3 x 2), ``max_concentrations`` (2, positive), and optionally ``type``
+    (``"MacenkoNormalizer"``) and ``config`` (the normaliser's arguments).
+
+    Args:
+        reference: dict, str or path. The object itself, or the JSON file holding it.
+        where: str, optional. Where a dict came from, for messages (``"in the metadata of model.onnx"``).
+            Defaults to ``None``: the file's path, or ``"(a dict)"``.
+
+    Returns:
+        A JSON-ready copy of the object.
+
+    Raises:
+        DataError: the file is missing or unreadable, or the object is not a stain reference; the message
+            names the file and says what is wrong.
+    """
+    source = where or (str(reference) if not isinstance(reference, Mapping) else "(a dict)")
+    try:
+        if isinstance(reference, Mapping):
+            document = dict(reference)
+        else:
+            document = json.loads(Path(reference).read_text(encoding="utf-8"))
+            if not isinstance(document, dict):
+                raise ValueError(f"it holds a {type(document).__name__}")
+        if document.get("type", "MacenkoNormalizer") != "MacenkoNormalizer":
+            raise ValueError(f"type is {document.get('type')!r}")
+        if "stain_matrix" not in document or "max_concentrations" not in document:
+            raise ValueError(f"it has {sorted(document)} but no stain_matrix and max_concentrations")
+        MacenkoNormalizer(**document.get("config", {}))  # unknown or bad arguments fail here
+        stain_matrix = np.asarray(document["stain_matrix"], dtype=np.float64)
+        max_concentrations = np.asarray(document["max_concentrations"], dtype=np.float64)
+        if stain_matrix.shape != (3, 2) or max_concentrations.shape != (2,):
+            raise ValueError(
+                f"stain_matrix has shape {stain_matrix.shape} and max_concentrations {max_concentrations.shape}, "
+                f"not (3, 2) and (2,)"
+            )
+        if not (np.all(np.isfinite(stain_matrix)) and np.all(np.isfinite(max_concentrations))
+                and np.all(max_concentrations > 0)):
+            raise ValueError("its numbers are not finite, or a max concentration is not positive")
+        json.dumps(document)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError) as error:
+        raise DataError(
+            f"cannot load stain normaliser {source}: {error}; expected a Macenko reference written by "
+            f"MacenkoNormalizer.save"
+        ) from None
+    return document

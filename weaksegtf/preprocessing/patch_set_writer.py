@@ -16,24 +16,15 @@ import os
 import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.errors import ConfigError
+from weaksegtf.io import write_png
+from weaksegtf.output_names import claim_name
 from weaksegtf.preprocessing.manifest import PatchRecord, write_manifest
 from weaksegtf.preprocessing.patch_extraction import Patch
 from weaksegtf.preprocessing.tile_rule import LABEL, MASK
 
 MASK_SET, LABEL_SET = "masks_set", "label_set"
 MANIFEST_NAME, LABELS_NAME = "manifest.csv", "labels.csv"
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write an RGB ``(H, W, 3)`` or single-channel ``(H, W)`` uint8 PNG."""
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR
-    if not cv2.imwrite(str(path), array):
-        raise DataError(f"could not write {path}; is the folder writable?")
 
 
 class PatchSetWriter:
@@ -72,14 +63,19 @@ class PatchSetWriter:
             folder.mkdir(parents=True, exist_ok=True)
         self.records: list[PatchRecord] = []
         self._names: set[str] = set()
+        self._stems: dict[str, str] = {}
+
+    def stem_of(self, slide: str | Path) -> str:
+        """The name prefix of ``slide``'s patches (and thumbnails): its file name without the suffix, or
+        ``<name>-<8 hex digits>`` when another slide of this set already holds that name
+        (:func:`weaksegtf.output_names.claim_name`, the convention of ``weakseg-infer``'s folders)."""
+        return claim_name(slide, self._stems)
 
     def _unique_name(self, stem: str, patch: Patch) -> str:
         plan = patch.plan
-        base = f"{stem}_x{plan.x_px}_y{plan.y_px}_{plan.source}"
-        name, counter = base, 1
-        while name in self._names:  # two slides with the same file name
-            counter += 1
-            name = f"{base}_{counter}"
+        name = f"{stem}_x{plan.x_px}_y{plan.y_px}_{plan.source}"
+        if name in self._names:
+            raise ConfigError(f"patch {name}.png was already written; expected one stem per slide")
         self._names.add(name)
         return name + ".png"
 
@@ -89,10 +85,10 @@ class PatchSetWriter:
         Args:
             patch: Patch. A ``"mask"`` or ``"label"`` patch.
             slide: str. The slide path, recorded in the manifest.
-            stem: str, optional. File-name prefix. Defaults to the slide's stem.
+            stem: str, optional. File-name prefix. Defaults to :meth:`stem_of` the slide.
         """
         plan = patch.plan
-        name = self._unique_name(stem or Path(slide).stem, patch)
+        name = self._unique_name(stem or self.stem_of(slide), patch)
         if plan.kind == MASK:
             if plan.mask is None:
                 raise ConfigError(f"mask patch {name} has no mask")

@@ -7,7 +7,6 @@ command-line option is one of its arguments.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -16,19 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from weaksegtf.errors import ConfigError, DataError
+from weaksegtf.io import MASK_SUFFIXES, read_label_image, write_png
+from weaksegtf.model_card import STAIN_REFERENCE
 from weaksegtf.output_guard import OutputFolder
+from weaksegtf.output_names import input_key
+from weaksegtf.progress import Progress
 from weaksegtf.preprocessing.geojson_rasterizer import (
     check_classes,
     rasterize_geojson,
     read_geojson,
 )
-from weaksegtf.preprocessing.label_map import (
-    IGNORE_INDEX,
-    LabelMap,
-    check_aspect,
-    read_label_image,
-    remap_labels,
-)
+from weaksegtf.preprocessing.label_map import IGNORE_INDEX, LabelMap, check_aspect, remap_labels
 from weaksegtf.preprocessing.macenko_normalizer import MacenkoNormalizer, StainWarning
 from weaksegtf.preprocessing.patch_extraction import (
     EXTRACTIONS,
@@ -39,7 +36,7 @@ from weaksegtf.preprocessing.patch_extraction import (
     read_patches,
 )
 from weaksegtf.preprocessing.patch_overlay import draw_patch_overlay
-from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter, write_png
+from weaksegtf.preprocessing.patch_set_writer import LABEL_SET, MASK_SET, PatchSetWriter
 from weaksegtf.preprocessing.prepare_summary import PrepareSummary, SlideSummary
 from weaksegtf.preprocessing.tile_rule import IGNORE, LABEL, MASK
 from weaksegtf.preprocessing.tissue_mask import DEFAULT_TISSUE_MPP, TissueMask
@@ -56,9 +53,8 @@ MAX_RASTER_SIDE_PX = 16384
 #: Patches are stain-normalised in batches of this many.
 _STAIN_BATCH = 64
 COMMAND = "weakseg-prepare"
-STAIN_NORMALIZER_NAME = "stain_normalizer.json"
 #: Everything prepare_patches may write into its output folder.
-PREPARE_OUTPUTS = (MASK_SET, LABEL_SET, "manifest.csv", "thumbnails", "summary.json", STAIN_NORMALIZER_NAME)
+PREPARE_OUTPUTS = (MASK_SET, LABEL_SET, "manifest.csv", "thumbnails", "summary.json", STAIN_REFERENCE)
 
 
 class PreparationWarning(UserWarning):
@@ -128,7 +124,7 @@ def load_label_map(
         labels = rasterize_geojson(mask, class_map, shape, downsample, outside_value)
     else:
         check_aspect(_label_image_shape(mask), slide.dimensions, mask.name, slide.name)
-        labels = read_label_image(mask)
+        labels = read_label_image(mask, "annotation mask")
         if mask_remap:
             labels = remap_labels(labels, mask_remap)
     return LabelMap(labels, slide.dimensions, IGNORE_INDEX, name=mask.name, slide_name=slide.name)
@@ -153,6 +149,11 @@ def _validate_inputs(
             else:
                 if not mask_path.is_file():
                     raise DataError(f"annotation mask {mask_path} does not exist or is not a file")
+                if mask_path.suffix.lower() not in MASK_SUFFIXES:
+                    raise DataError(
+                        f"annotation mask {mask_path} has suffix {mask_path.suffix!r}; expected a lossless label "
+                        f"image ({', '.join(MASK_SUFFIXES)}) or QuPath .geojson"
+                    )
                 check_aspect(
                     _label_image_shape(mask_path), slide.dimensions, mask_path.name, slide.name
                 )
@@ -217,23 +218,6 @@ def _write_patches(
             flush()
         report(f"{done}/{kept} patches")
     flush()
-
-
-class _Progress:
-    """One status line per slide on stderr; redrawn in place on a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.live = enabled and sys.stderr.isatty()
-
-    def update(self, text: str, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        if self.live:
-            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-            sys.stderr.flush()
-        elif final:
-            sys.stderr.write(text + "\n")
 
 
 def prepare_patches(
@@ -334,6 +318,9 @@ def prepare_patches(
             f"got {len(slide_paths)} slides but {len(mask_paths)} annotation masks; expected "
             f"one mask per slide, in the same order"
         )
+    repeated = [key for key, count in Counter(input_key(p) for p in slide_paths).items() if count > 1]
+    if repeated:
+        raise ConfigError(f"slide {repeated[0]} is given more than once; expected each slide once, with one mask")
     if extraction not in EXTRACTIONS:
         raise ConfigError(f"extraction must be one of {EXTRACTIONS}, got {extraction!r}")
     if patch_size_px <= 0 or patch_mpp <= 0:
@@ -362,19 +349,18 @@ def prepare_patches(
     if callable(progress):
         report = lambda text, final=False: progress(text) if final else None  # noqa: E731
     else:
-        report = _Progress(bool(progress)).update
+        report = Progress(len(slide_paths), enabled=bool(progress)).status
 
     out = Path(out_dir)
     summary = PrepareSummary(out_dir=str(out), patch_mpp=float(patch_mpp), patch_size_px=int(patch_size_px),
                              provenance=provenance(**settings))
     tally = _Tally()
-    stems: Counter[str] = Counter()
     folder.remove_own()  # an earlier run's thumbnails never mix with this run's
     (out / "thumbnails").mkdir(parents=True, exist_ok=True)
     with PatchSetWriter(out, overwrite=overwrite) as writer:
         if normalizer is not None:
-            normalizer.save(out / STAIN_NORMALIZER_NAME)
-            summary.stain_reference = STAIN_NORMALIZER_NAME
+            normalizer.save(out / STAIN_REFERENCE)
+            summary.stain_reference = STAIN_REFERENCE
         for index, (slide_path, mask_path) in enumerate(zip(slide_paths, mask_paths), start=1):
             prefix = f"[{index}/{len(slide_paths)}] {slide_path.name}"
             with open_slide(slide_path, mpp=mpp) as slide:
@@ -424,9 +410,7 @@ def prepare_patches(
                 overlay = draw_patch_overlay(
                     tissue.overlay(thumbnail), plans, thumbnail_mpp / slide.mpp, side0
                 )
-                stems[slide_path.stem] += 1  # two slides may share a file name
-                count = stems[slide_path.stem]
-                stem = slide_path.stem if count == 1 else f"{slide_path.stem}_{count}"
+                stem = writer.stem_of(slide_path)  # two slides may share a file name
                 write_png(out / "thumbnails" / f"{stem}.png", overlay)
                 write_png(out / "thumbnails" / f"{stem}_tissue.png", tissue.to_image())
 

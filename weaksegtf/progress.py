@@ -1,4 +1,9 @@
-"""Progress of a batch run on stderr: the current slide and the whole run, in tiles per second."""
+"""Progress lines on stderr, redrawn in place on a terminal: the one progress reporter of the package.
+
+``weakseg-infer`` shows the current slide and the whole run in tiles per
+second (:meth:`Progress.start_slide`, :meth:`Progress.advance`, ...);
+``weakseg-prepare`` shows its own status text per slide (:meth:`Progress.status`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Plain progress lines (redrawn in place on a terminal), at most one per ``interval_s``.
 
+    Off a terminal every line is printed in full (logs keep them), still at
+    most one per ``interval_s`` apart from the last line of each slide.
+
     Args:
         n_slides: int. Slides in the run.
         stream: text stream. Defaults to ``sys.stderr``.
@@ -25,6 +33,7 @@ class Progress:
     >>> progress = Progress(n_slides=2)  # doctest: +SKIP
     >>> progress.start_slide("a.svs", total_tiles=400, done_tiles=0)  # doctest: +SKIP
     >>> progress.advance(8)  # doctest: +SKIP
+    >>> progress.status("[1/2] a.svs: tissue mask")  # doctest: +SKIP
     """
 
     def __init__(self, n_slides: int, stream: TextIO | None = None, enabled: bool = True,
@@ -82,13 +91,29 @@ class Progress:
         self._open = True
         self.end_slide(status)
 
-    def _print(self, force: bool = False, status: str | None = None) -> None:
-        if not self.enabled:
-            return
+    def status(self, text: str, final: bool = False) -> None:
+        """Show ``text`` as the status line; a line that is not ``final`` is shown at most once per ``interval_s``."""
+        if self.enabled and (final or self._due()):
+            self._write(text, final)
+
+    def _due(self) -> bool:
         now = time.perf_counter()
-        if not force and now - self._last_print < self.interval_s:
-            return
+        if now - self._last_print < self.interval_s:
+            return False
         self._last_print = now
+        return True
+
+    def _write(self, line: str, final: bool) -> None:
+        if self._tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _print(self, force: bool = False, status: str | None = None) -> None:
+        if not self.enabled or not (force or self._due()):
+            return
+        now = self._last_print = time.perf_counter()
         slide_rate = self._slide_tiles / max(now - self._slide_start, 1e-9)
         run_rate = self._run_tiles / max(now - self._run_start, 1e-9)
         percent = 100.0 * self._done / self._total if self._total else 100.0
@@ -99,8 +124,4 @@ class Progress:
         if status is not None:
             line += f", {status}"
         line += f" | run: {self._run_tiles} tiles, {run_rate:.1f} tiles/s"
-        if self._tty:
-            self.stream.write("\r\033[K" + line + ("\n" if status is not None else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self._write(line, final=status is not None)
