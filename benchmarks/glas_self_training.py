@@ -37,7 +37,8 @@ def gland_dice(confusion: np.ndarray) -> float:
     return float(np.mean(dice[1:]))
 
 
-def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student: str = "S") -> dict:
+def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student: str = "S", teacher: str = "S",
+             name: str | None = None) -> dict:
     import cv2
     import keras
 
@@ -49,11 +50,12 @@ def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student:
     from weaksegtf.visualize import comparison_grid
 
     split = out / f"split_seed{seed}"
-    run_name = "S+ST" if student == "S" else "S+ST(S+C student)"
+    run_name = name or ("S+ST" if student == "S" else "S+ST(S+C student)")
     run_dir = out / f"seed{seed}" / run_name
+    teacher_name = teacher
     if (run_dir / "row.json").is_file():
         return json.loads((run_dir / "row.json").read_text())
-    teacher = keras.saving.load_model(out / f"seed{seed}" / "S" / "train" / "model.keras")
+    teacher = keras.saving.load_model(out / f"seed{seed}" / teacher / "train" / "model.keras")
     labels = LabelSet.from_folder(split / "train_labels", len(CLASSES), CLASSES)
     pseudo = pseudo_mask_set(teacher, labels.images, labels.labels, confidence, inference_tile_px(128))
     # Diagnostic only: the labelled images' true masks, which training never reads.
@@ -80,7 +82,7 @@ def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student:
     test_metrics, _ = evaluate_images(model, test.images, test.masks, CLASSES, inference_tile_px(128))
     val_dice = result.metrics["validation"]["dice"]
     row = {
-        "seed": seed, "run": run_name, "confidence": confidence, "pseudo_annotated_share": annotated,
+        "seed": seed, "run": run_name, "teacher": teacher_name, "confidence": confidence, "pseudo_annotated_share": annotated,
         "pseudo_gland_dice_on_annotated": gland_dice(total),
         "best_epoch": result.metrics["best_epoch"], "train_s": result.metrics["train_seconds"],
         "val_gland_dice": float(np.mean([val_dice["benign gland"], val_dice["malignant gland"]])),
@@ -100,11 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-schedule", default="cosine")
     parser.add_argument("--student", choices=("S", "S+C"), default="S",
                         help="the second round: masks + pseudo-masks (S), or also the labelled images whole (S+C)")
+    parser.add_argument("--teacher", default="S", help="the run (OUT/seed*/RUN/train/model.keras) that draws the "
+                        "pseudo-masks: S, or an earlier self-training run for another round, e.g. S+ST")
+    parser.add_argument("--name", default=None, help="this run's folder name (default S+ST)")
     args = parser.parse_args(argv)
     train_args = {"augment": args.augment, "lr_schedule": args.lr_schedule, "epochs": 15, "steps_per_epoch": 50,
                   "learning_rate": 1e-3, "verbose": 2}
     for seed in args.seeds:
-        row = one_seed(Path(args.out), seed, args.confidence, train_args, args.student)
+        row = one_seed(Path(args.out), seed, args.confidence, train_args, args.student, args.teacher, args.name)
         print(json.dumps(row), flush=True)
     return 0
 
