@@ -75,7 +75,7 @@ def recompute_batch_norm_statistics(model, images: np.ndarray, batch_size: int, 
 class PreciseBatchNorm(keras.callbacks.Callback):
     """After every epoch, re-estimate the segmentation path's batch-norm statistics on the mask tiles.
 
-    Listed before :class:`weaksegtf.whole_image_validation.WholeImageValidation`,
+    Listed before :class:`weaksegtf.training.whole_image_validation.WholeImageValidation`,
     so that validation, best-epoch selection and the saved model all use them.
 
     Args:

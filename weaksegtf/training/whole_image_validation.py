@@ -16,7 +16,7 @@ class WholeImageValidation(keras.callbacks.Callback):
 
     The score is what deployment sees: the model in inference mode (batch
     norm on its moving statistics) on whole images at the training resolution,
-    padded as ``weakseg-infer`` pads them (:func:`weaksegtf.training.predict_image`). Each epoch logs ``val_pixel_accuracy``,
+    padded as ``weakseg-infer`` pads them (:func:`weaksegtf.training.prediction.predict_image`). Each epoch logs ``val_pixel_accuracy``,
     ``val_mean_iou``, ``val_mean_dice`` and ``val_dice_<class>`` into the
     history. With ``restore_best=True`` the weights (batch-norm statistics
     included) of the epoch with the highest ``val_mean_dice`` are put back
@@ -28,7 +28,7 @@ class WholeImageValidation(keras.callbacks.Callback):
         class_names: list of str. One per class.
         restore_best: bool. Restore the best epoch at the end. Defaults to ``True``.
         min_size_px: int. Pad images to at least this size, as ``weakseg-infer``
-            pads an image smaller than its tile (:func:`weaksegtf.training.predict_image`).
+            pads an image smaller than its tile (:func:`weaksegtf.training.prediction.predict_image`).
             Defaults to ``0``.
 
     Example:
@@ -58,7 +58,7 @@ class WholeImageValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from weaksegtf.models.weak_segmenter import metric_safe
-        from weaksegtf.training import evaluate_images
+        from weaksegtf.training.prediction import evaluate_images
 
         metrics, predictions = evaluate_images(
             self.model, self.images, self.masks, self.class_names, self.min_size_px
