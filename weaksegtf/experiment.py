@@ -41,7 +41,7 @@ s = 100 - 2c, and such identical runs are trained once.
 **Selection and scoring.** Runs are selected on one set and scored on
 another: ``SweepData.select`` (inner validation patients) is scored after
 every epoch in inference mode and the best epoch's weights are kept
-(:class:`weaksegtf.whole_image_validation.WholeImageValidation`);
+(:class:`weaksegtf.training.whole_image_validation.WholeImageValidation`);
 ``SweepData.test`` (outer test patients) is scored once, at the end, and
 chooses nothing. Without a selection set the last epoch is scored.
 
