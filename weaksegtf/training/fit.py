@@ -71,8 +71,6 @@ def train_weak_segmenter(
     Example:
     >>> model, history = train_weak_segmenter(tiles, masks, None, None, num_classes=3, mode="S")  # doctest: +SKIP
     """
-    import keras
-
     check_setting_names(settings, SETTING_NAMES + TrainingData.EXTRA)
     data = TrainingData(mask_images, masks, label_images, labels, **TrainingData.take_extra(settings))
     config = training_config(config, settings)
@@ -81,6 +79,8 @@ def train_weak_segmenter(
     weights = loss_weights(data, config, num_classes)
     if validation is not None:
         check_validation(validation[0], validation[1], num_classes)
+    import keras
+
     strategy = resolve_strategy(config.strategy)
     # Everything that creates or updates variables runs in the strategy's scope, the callbacks
     # (precise batch norm, validation, best-epoch restore) too: there, assigning a mirrored
