@@ -28,63 +28,59 @@ The package, one idea a module:
 - ``precise_batch_norm``, ``whole_image_validation``: the epoch callbacks (they import Keras, so they are not
   imported here).
 
-Importing this package does not import TensorFlow; training does, on first use.
+Importing the package imports none of its modules: each name below is loaded
+from its module on first use (PEP 562), so ``weakseg-train --help``, which
+needs only ``config`` and ``strategy``, stays instant. Training imports
+TensorFlow on first use.
 """
 
-from weaksegtf.training.config import (
-    AUGMENTATIONS,
-    DEFAULT_ALLOWED_CLASS_WEIGHT,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_LEARNING_RATE,
-    LABEL_TILES,
-    LR_SCHEDULES,
-    MODES,
-    TrainingConfig,
-    augmentation_mode,
-    training_config,
-)
-from weaksegtf.training.fit import learning_rate_schedule, train_weak_segmenter
-from weaksegtf.training.modes import (
-    check_arrays,
-    check_block_labels,
-    check_labels,
-    check_validation,
-    image_labels_from_masks,
-    select_streams,
-)
-from weaksegtf.training.outputs import write_history_csv
-from weaksegtf.training.prediction import evaluate_images, image_logits, inference_tile_px, predict_image
-from weaksegtf.training.run import TrainingResult, run_training
-from weaksegtf.training.streams import light_augment, make_train_dataset
-from weaksegtf.training.training_data import TrainingData
+from __future__ import annotations
 
-__all__ = [
-    "AUGMENTATIONS",
-    "DEFAULT_ALLOWED_CLASS_WEIGHT",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_LEARNING_RATE",
-    "LABEL_TILES",
-    "LR_SCHEDULES",
-    "MODES",
-    "TrainingConfig",
-    "TrainingData",
-    "TrainingResult",
-    "augmentation_mode",
-    "check_arrays",
-    "check_block_labels",
-    "check_labels",
-    "check_validation",
-    "evaluate_images",
-    "image_labels_from_masks",
-    "image_logits",
-    "inference_tile_px",
-    "learning_rate_schedule",
-    "light_augment",
-    "make_train_dataset",
-    "predict_image",
-    "run_training",
-    "select_streams",
-    "train_weak_segmenter",
-    "training_config",
-    "write_history_csv",
-]
+import importlib
+from typing import Any
+
+# Every public name of the package and the module that holds it.
+_EXPORTS = {
+    "AUGMENTATIONS": "config",
+    "DEFAULT_ALLOWED_CLASS_WEIGHT": "config",
+    "DEFAULT_BATCH_SIZE": "config",
+    "DEFAULT_LEARNING_RATE": "config",
+    "LABEL_TILES": "config",
+    "LR_SCHEDULES": "config",
+    "MODES": "config",
+    "TrainingConfig": "config",
+    "augmentation_mode": "config",
+    "training_config": "config",
+    "TrainingData": "training_data",
+    "check_arrays": "modes",
+    "check_block_labels": "modes",
+    "check_labels": "modes",
+    "check_validation": "modes",
+    "image_labels_from_masks": "modes",
+    "select_streams": "modes",
+    "light_augment": "streams",
+    "make_train_dataset": "streams",
+    "learning_rate_schedule": "fit",
+    "train_weak_segmenter": "fit",
+    "TrainingResult": "run",
+    "run_training": "run",
+    "write_history_csv": "outputs",
+    "evaluate_images": "prediction",
+    "image_logits": "prediction",
+    "inference_tile_px": "prediction",
+    "predict_image": "prediction",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """``name`` from its module, imported now and kept as an attribute of the package."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,7 +14,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from weaksegtf.constants import SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError
-from weaksegtf.provenance import json_ready
 from weaksegtf.training.strategy import check_strategy
 
 #: Data modes of Ciga & Martel section 3.3, and ``"LR"`` (low-resolution labels alone).
@@ -248,6 +247,8 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as a JSON value; a table or strategy object is recorded by its class name."""
+        from weaksegtf.provenance import json_ready  # importlib.metadata: kept out of `weakseg-train --help`
+
         values = {name: getattr(self, name) for name in SETTING_NAMES}
         if values["joint_table"] is not None and not isinstance(values["joint_table"], (str, Path)):
             values["joint_table"] = type(values["joint_table"]).__name__
