@@ -167,6 +167,7 @@ def end_to_end() -> dict:
     """``run_training`` on two replicas: S+C with whole images, background tiles, precise batch norm and validation."""
     from weaksegtf import training
     from weaksegtf.data import LabelSet, MaskSet
+    from weaksegtf.training import run as training_run
 
     start = time.perf_counter()
     masks_x, masks_y, whole, labels, _, _, _ = _data(4, 4, 0)
@@ -177,7 +178,7 @@ def end_to_end() -> dict:
         trained.append(train_weak_segmenter(*args, **kwargs))
         return trained[-1]
 
-    training.train_weak_segmenter = train_and_keep  # to look at the live model's replicas
+    training_run.train_weak_segmenter = train_and_keep  # to look at the live model's replicas
     result = training.run_training(
         MaskSet(list(masks_x), list(masks_y), [f"tile{i}" for i in range(4)]),
         LabelSet(whole, labels.tolist(), [f"image{i}" for i in range(4)]),

@@ -53,7 +53,8 @@ def recorded(monkeypatch):
     """Training replaced by a recorder; predictions recorded too. Yields (training calls, predicted image lists)."""
     calls, predicted = [], []
 
-    def train(mask_x, mask_y, label_x, label_y, **kwargs):
+    def train(mask_x, mask_y, label_x, label_y, config, **kwargs):
+        kwargs = {**vars(config), **kwargs}  # the run's TrainingConfig and the call's other arguments
         calls.append({"mask_x": mask_x, "mask_y": mask_y, "label_x": label_x, "label_y": label_y, **kwargs})
         selection = None
         if kwargs["validation"] is not None:

@@ -60,7 +60,7 @@ def test_pseudo_mask_set_runs_the_model_on_each_whole_image_and_crops_the_paddin
 def test_light_augmentation_moves_image_and_mask_together_and_keeps_classes():
     import tensorflow as tf
 
-    from weaksegtf.training import _light_augment
+    from weaksegtf.training import light_augment
 
     rng = np.random.default_rng(0)
     mask = rng.integers(0, 3, (32, 32)).astype(np.int32)
@@ -68,7 +68,7 @@ def test_light_augmentation_moves_image_and_mask_together_and_keeps_classes():
     tf.random.set_seed(1)
     seen = set()
     for _ in range(12):
-        out_image, out_mask = _light_augment(tf.constant(image), tf.constant(mask), tf)
+        out_image, out_mask = light_augment(tf.constant(image), tf.constant(mask), tf)
         out_image, out_mask = out_image.numpy(), out_mask.numpy()
         assert out_image.dtype == np.uint8 and out_mask.dtype == np.int32
         assert sorted(np.unique(out_mask)) == [0, 1, 2]

@@ -108,6 +108,10 @@ def test_train_cli_writes_model_history_metrics_and_overlay(tmp_path):
     assert metrics["mode"] == "S+C" and metrics["n_mask_tiles"] == 4 and metrics["n_label_items"] == 4
     assert metrics["steps_per_epoch"] == 2  # 0: one pass over the 4 mask tiles in batches of 2, as the paper
     assert set(metrics["validation"]["dice"]) == set(CLASSES)
+    # the whole TrainingConfig the CLI built: its options, and the library's settings it leaves alone
+    assert metrics["config"]["class_names"] == CLASSES and metrics["config"]["learning_rate"] == 1e-3
+    assert metrics["config"]["steps_per_epoch"] is None and metrics["config"]["verbose"] == 2
+    assert metrics["config"]["precise_batch_norm"] is True
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "seg_loss", "cls_loss", "val_mean_iou"} <= set(header)
     assert len((out / "history.csv").read_text().splitlines()) == 3

@@ -74,7 +74,7 @@ def run_demo(
         make_synthetic_dataset,
     )
     from weaksegtf.output_guard import OutputFolder
-    from weaksegtf.training_outputs import TRAINING_OUTPUTS
+    from weaksegtf.training.outputs import TRAINING_OUTPUTS
 
     folder = OutputFolder(Path(out_dir), COMMAND, overwrite=overwrite)
     folder.check(TRAINING_OUTPUTS + DEMO_OUTPUTS)

@@ -41,7 +41,7 @@ s = 100 - 2c, and such identical runs are trained once.
 **Selection and scoring.** Runs are selected on one set and scored on
 another: ``SweepData.select`` (inner validation patients) is scored after
 every epoch in inference mode and the best epoch's weights are kept
-(:class:`weaksegtf.whole_image_validation.WholeImageValidation`);
+(:class:`weaksegtf.training.whole_image_validation.WholeImageValidation`);
 ``SweepData.test`` (outer test patients) is scored once, at the end, and
 chooses nothing. Without a selection set the last epoch is scored.
 
@@ -68,7 +68,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -79,6 +79,9 @@ from weaksegtf.data.stratified_draw import draw_stratified
 from weaksegtf.constants import IMAGE_PAD_VALUE, SIZE_MULTIPLE
 from weaksegtf.errors import ConfigError
 from weaksegtf.io import write_text_atomic
+
+if TYPE_CHECKING:
+    from weaksegtf.training.config import TrainingConfig
 
 SEGMENTATION_MODES = ("S", "S+C", "S+C*")
 CLASSIFICATION_MODES = ("S2+C2", "S2+C2*", "S2*+C2")
@@ -402,6 +405,23 @@ class SweepSettings:
         if self.encoder_weights is not None:
             self.encoder_weights = str(self.encoder_weights)
 
+    def training_config(
+        self, class_names: Sequence[str], mode: str, steps: int | None, seed: int, best_epoch: bool
+    ) -> TrainingConfig:
+        """The ``TrainingConfig`` of one run of the sweep: its mode, epoch length, seed and epoch choice.
+
+        Every run trains with the paper's loss (``allowed_class_weight=0``): this
+        protocol tests the paper's claim.
+        """
+        from weaksegtf.training import TrainingConfig
+
+        return TrainingConfig(
+            class_names=class_names, num_classes=len(class_names), mode=mode, epochs=self.epochs,
+            steps_per_epoch=steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            update=self.update, seed=seed, encoder_weights=self.encoder_weights, best_epoch=best_epoch,
+            verbose=0, allowed_class_weight=0.0,
+        )
+
 
 @dataclass
 class SweepResult:
@@ -556,13 +576,10 @@ def train_and_evaluate(
     streams = build_streams(data, settings, masked, labelled)
     validation = None if data.select is None else (data.select.images, data.select.masks)
     start = time.perf_counter()
+    config = settings.training_config(data.class_names, streams.mode, steps, seed, best_epoch=validation is not None)
     model, history = train_weak_segmenter(
-        streams.mask_x, streams.mask_y, streams.label_x, streams.label_y, num_classes=len(data.class_names),
-        class_names=data.class_names, mode=streams.mode, epochs=settings.epochs, steps_per_epoch=steps,
-        batch_size=settings.batch_size, learning_rate=settings.learning_rate, update=settings.update, seed=seed,
-        encoder_weights=settings.encoder_weights, background_images=streams.background_x,
-        validation=validation, best_epoch=validation is not None, verbose=0,
-        allowed_class_weight=0.0,  # the paper's loss: this protocol tests the paper's claim
+        streams.mask_x, streams.mask_y, streams.label_x, streams.label_y, config, validation=validation,
+        background_images=streams.background_x,
     )
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()

@@ -48,17 +48,17 @@ def distribution_versions(names: tuple[str, ...] = KEY_DISTRIBUTIONS) -> dict[st
     return versions
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Turn paths, tuples, numpy scalars and other objects into JSON values."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
+        return {str(key): json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_ready(item) for item in value]
+        return [json_ready(item) for item in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         try:
-            return _json_ready(value.item())
+            return json_ready(value.item())
         except (TypeError, ValueError):
             pass
     return str(value)
@@ -91,6 +91,6 @@ def provenance(argv: list[str] | None = None, **settings: Any) -> dict:
         "dependencies": distribution_versions(),
         "command": [str(part) for part in command],
         "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": _json_ready(settings.get("seed")),
-        "settings": _json_ready(settings),
+        "seed": json_ready(settings.get("seed")),
+        "settings": json_ready(settings),
     }

@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from weaksegtf.cli.common import add_version_argument, fail, missing_training_extra, quiet_tensorflow
-from weaksegtf.training_strategy import STRATEGIES, check_strategy
+from weaksegtf.training.config import (
+    AUGMENTATIONS,
+    DEFAULT_ALLOWED_CLASS_WEIGHT,
+    LABEL_TILES,
+    LR_SCHEDULES,
+    MODES,
+    TrainingConfig,
+)
+from weaksegtf.training.strategy import STRATEGIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,90 +29,106 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 trained and written; 2 bad input (data, option, occupied or unwritable --out, "
         "missing [train] extra).",
     )
-    parser.add_argument("--masks", help="mask-set folder (images/, masks/)")
-    parser.add_argument("--labels", help="label-set folder (labels.csv or one folder per class)")
-    parser.add_argument("--val", help="validation mask-set folder")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--classes", required=True,
-                        help="comma-separated class names, background first, e.g. 'background,benign,malignant'")
-    parser.add_argument("--lowres", help="low-resolution set folder: images + labels.csv of block labels (rows of --joint-table)")
-    parser.add_argument("--mode", default="S+C", choices=["S", "S+C", "S+C*", "C", "LR"],
-                        help="data mode; LR = low-resolution labels only (default: %(default)s)")
-    parser.add_argument("--architecture", default="resnet18", choices=["resnet18", "unet"],
-                        help="ResNet-18 of Ciga & Martel or U-Net of Bokhorst et al. (default: %(default)s)")
-    parser.add_argument("--decoder", default="paper", choices=["paper", "skip"],
-                        help="resnet18 decoder: paper (Table A.2, logits at 1/8) or skip (refined with the encoder's "
-                        "stride-8 and stride-4 features, logits at 1/4) (default: %(default)s)")
-    parser.add_argument("--upsampling", default="nearest", choices=["nearest", "bilinear"],
-                        help="resnet18: final enlargement of the logits to the input size (default: %(default)s)")
-    parser.add_argument("--unet-filters", type=int, default=32, help="U-Net first-level filters (default: %(default)s)")
-    parser.add_argument("--loss", default="weighted_ce", choices=["weighted_ce", "instance_balanced", "minibatch_balanced"],
-                        help="mask loss; the balanced ones are for sparse annotations (default: %(default)s)")
-    parser.add_argument("--joint-table", help="joint distribution table (.csv or .json) for --lowres")
-    parser.add_argument("--lowres-loss", default="intra_inter", choices=["intra", "inter", "intra_inter"],
-                        help="label super-resolution loss (default: %(default)s)")
-    parser.add_argument("--group-size", type=int, default=15,
-                        help="blocks per group of the inter-instance statistics (default: %(default)s)")
-    parser.add_argument("--lowres-weight", type=float, default=1.0, help="weight of the low-resolution loss (default: %(default)s)")
-    parser.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
-    parser.add_argument("--label-tiles", default="whole", choices=["whole", "grid"],
-                        help="'whole': each labelled image is one classification patch, fed whole (the paper's); "
-                        "'grid': cut into --tile-size tiles that all inherit its label, only for label sets whose "
-                        "images are already patch-sized (default: %(default)s)")
-    parser.add_argument("--label-max-size", type=int, default=512,
-                        help="whole labelled images whose longer side exceeds this are shrunk to it (default: %(default)s)")
-    parser.add_argument("--label-batch-size", type=int, default=None,
-                        help="whole labelled images per step (default: as many as fit in the pixels of one mask batch)")
-    parser.add_argument("--no-background-patches", dest="background_patches", action="store_false",
-                        help="do not add the masked images' tiles that are >= 90%% background to the label stream "
-                        "as background-labelled patches")
-    parser.add_argument("--classification-weight", type=float, default=1.0,
-                        help="weight of the classification loss against the mask loss (default: %(default)s, the paper's)")
-    parser.add_argument("--allowed-class-weight", type=float, default=1.0,
-                        help="weight of the allowed-class loss: every pixel of an image labelled y should be "
-                        "background or y (default: %(default)s, measured best on GlaS validation patients; "
-                        "0 is the paper's loss)")
-    parser.add_argument("--present-class-share", type=float, default=0.0, metavar="X",
-                        help="with X > 0, an image labelled y should have at least this share of y pixels "
-                        "(present-class size loss; default: %(default)s, off)")
-    parser.add_argument("--self-training", action="store_true",
-                        help="S+C: train, draw each labelled image's mask (background or its label, where the model "
-                        "is sure), and train again from scratch on the masks + these pseudo-masks")
-    parser.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
-                        help="with --self-training, pixels whose background or foreground probability is below P "
-                        "stay unannotated (default: %(default)s)")
-    parser.add_argument("--last-epoch", dest="best_epoch", action="store_false",
-                        help="with --val, keep the last epoch instead of the best one on --val")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
-    parser.add_argument("--steps-per-epoch", type=int, default=50,
-                        help="optimizer steps per epoch, the same for every mode; 0 = one pass over the largest "
-                        "stream, the paper's epoch (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=20,
-                        help="batch size of each stream per step; with --strategy, the global batch, split among "
-                        "the replicas (default: %(default)s)")
-    parser.add_argument("--strategy", default="none", choices=STRATEGIES,
-                        help="none: one device; mirrored: every GPU of this machine (CUDA_VISIBLE_DEVICES selects "
-                        "them); multiworker: the machines of the TF_CONFIG environment variable, each running this "
-                        "command (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3,
-                        help="Adam learning rate; the paper's 1e-4 needs about 5,000 updates (default: %(default)s)")
-    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
-                        help="constant, or a half cosine from --lr to 0 over all updates (default: %(default)s)")
-    parser.add_argument("--update", default="joint", choices=["joint", "sequential"],
-                        help="one update on L_seg + L_cls, or two sequential updates (default: %(default)s)")
-    parser.add_argument("--class-weights", default="auto",
-                        help="'auto' (inverse pixel frequency), 'none', or comma-separated floats (default: %(default)s)")
-    parser.add_argument("--augment", nargs="?", const="full", default="none", choices=["none", "light", "full"],
-                        help="light: flips, 90° rotations and mild colour jitter; full (--augment alone): also "
-                        "elastic deformation and blur, several times slower (default: %(default)s)")
-    parser.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--mpp", type=float, default=None, metavar="X",
-                        help="microns per pixel of the training images, stored in the model card (default: "
-                        "from weakseg-prepare's summary.json or the GlaS split.json beside --masks/--labels)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
+    _add_data_arguments(parser.add_argument_group("data and outputs"))
+    _add_model_arguments(parser.add_argument_group("model"))
+    _add_loss_arguments(parser.add_argument_group("losses"))
+    _add_schedule_arguments(parser.add_argument_group("schedule"))
     return add_version_argument(parser)
+
+
+def _add_data_arguments(group) -> None:
+    group.add_argument("--masks", help="mask-set folder (images/, masks/)")
+    group.add_argument("--labels", help="label-set folder (labels.csv or one folder per class)")
+    group.add_argument("--val", help="validation mask-set folder")
+    group.add_argument("--out", required=True, help="output folder")
+    group.add_argument("--classes", required=True,
+                       help="comma-separated class names, background first, e.g. 'background,benign,malignant'")
+    group.add_argument("--lowres", help="low-resolution set folder: images + labels.csv of block labels (rows of --joint-table)")
+    group.add_argument("--mode", default="S+C", choices=MODES,
+                       help="data mode; LR = low-resolution labels only (default: %(default)s)")
+    group.add_argument("--tile-size", type=int, default=128, help="training tile side in pixels (default: %(default)s)")
+    group.add_argument("--label-tiles", default="whole", choices=LABEL_TILES,
+                       help="'whole': each labelled image is one classification patch, fed whole (the paper's); "
+                       "'grid': cut into --tile-size tiles that all inherit its label, only for label sets whose "
+                       "images are already patch-sized (default: %(default)s)")
+    group.add_argument("--label-max-size", type=int, default=512,
+                       help="whole labelled images whose longer side exceeds this are shrunk to it (default: %(default)s)")
+    group.add_argument("--label-batch-size", type=int, default=None,
+                       help="whole labelled images per step (default: as many as fit in the pixels of one mask batch)")
+    group.add_argument("--no-background-patches", dest="background_patches", action="store_false",
+                       help="do not add the masked images' tiles that are >= 90%% background to the label stream "
+                       "as background-labelled patches")
+    group.add_argument("--mpp", type=float, default=None, metavar="X",
+                       help="microns per pixel of the training images, stored in the model card (default: "
+                       "from weakseg-prepare's summary.json or the GlaS split.json beside --masks/--labels)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="accept a non-empty --out, replacing what weaksegtf wrote there (nothing else)")
+
+
+def _add_model_arguments(group) -> None:
+    group.add_argument("--architecture", default="resnet18", choices=["resnet18", "unet"],
+                       help="ResNet-18 of Ciga & Martel or U-Net of Bokhorst et al. (default: %(default)s)")
+    group.add_argument("--decoder", default="paper", choices=["paper", "skip"],
+                       help="resnet18 decoder: paper (Table A.2, logits at 1/8) or skip (refined with the encoder's "
+                       "stride-8 and stride-4 features, logits at 1/4) (default: %(default)s)")
+    group.add_argument("--upsampling", default="nearest", choices=["nearest", "bilinear"],
+                       help="resnet18: final enlargement of the logits to the input size (default: %(default)s)")
+    group.add_argument("--unet-filters", type=int, default=32, help="U-Net first-level filters (default: %(default)s)")
+    group.add_argument("--encoder-weights", help="torchvision ResNet-18 .pth or Keras .weights.h5")
+
+
+def _add_loss_arguments(group) -> None:
+    group.add_argument("--loss", default="weighted_ce", choices=["weighted_ce", "instance_balanced", "minibatch_balanced"],
+                       help="mask loss; the balanced ones are for sparse annotations (default: %(default)s)")
+    group.add_argument("--class-weights", default="auto",
+                       help="'auto' (inverse pixel frequency), 'none', or comma-separated floats (default: %(default)s)")
+    group.add_argument("--update", default="joint", choices=["joint", "sequential"],
+                       help="one update on L_seg + L_cls, or two sequential updates (default: %(default)s)")
+    group.add_argument("--classification-weight", type=float, default=1.0,
+                       help="weight of the classification loss against the mask loss (default: %(default)s, the paper's)")
+    group.add_argument("--allowed-class-weight", type=float, default=DEFAULT_ALLOWED_CLASS_WEIGHT,
+                       help="weight of the allowed-class loss: every pixel of an image labelled y should be "
+                       "background or y (default: %(default)s, measured best on GlaS validation patients; "
+                       "0 is the paper's loss)")
+    group.add_argument("--present-class-share", type=float, default=0.0, metavar="X",
+                       help="with X > 0, an image labelled y should have at least this share of y pixels "
+                       "(present-class size loss; default: %(default)s, off)")
+    group.add_argument("--joint-table", help="joint distribution table (.csv or .json) for --lowres")
+    group.add_argument("--lowres-loss", default="intra_inter", choices=["intra", "inter", "intra_inter"],
+                       help="label super-resolution loss (default: %(default)s)")
+    group.add_argument("--group-size", type=int, default=15,
+                       help="blocks per group of the inter-instance statistics (default: %(default)s)")
+    group.add_argument("--lowres-weight", type=float, default=1.0, help="weight of the low-resolution loss (default: %(default)s)")
+
+
+def _add_schedule_arguments(group) -> None:
+    group.add_argument("--epochs", type=int, default=15, help="epochs (default: %(default)s)")
+    group.add_argument("--steps-per-epoch", type=int, default=50,
+                       help="optimizer steps per epoch, the same for every mode; 0 = one pass over the largest "
+                       "stream, the paper's epoch (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=20,
+                       help="batch size of each stream per step; with --strategy, the global batch, split among "
+                       "the replicas (default: %(default)s)")
+    group.add_argument("--strategy", default="none", choices=STRATEGIES,
+                       help="none: one device; mirrored: every GPU of this machine (CUDA_VISIBLE_DEVICES selects "
+                       "them); multiworker: the machines of the TF_CONFIG environment variable, each running this "
+                       "command (default: %(default)s)")
+    group.add_argument("--lr", type=float, default=1e-3,
+                       help="Adam learning rate; the paper's 1e-4 needs about 5,000 updates (default: %(default)s)")
+    group.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                       help="constant, or a half cosine from --lr to 0 over all updates (default: %(default)s)")
+    group.add_argument("--augment", nargs="?", const="full", default="none", choices=AUGMENTATIONS,
+                       help="light: flips, 90° rotations and mild colour jitter; full (--augment alone): also "
+                       "elastic deformation and blur, several times slower (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    group.add_argument("--last-epoch", dest="best_epoch", action="store_false",
+                       help="with --val, keep the last epoch instead of the best one on --val")
+    group.add_argument("--self-training", action="store_true",
+                       help="S+C: train, draw each labelled image's mask (background or its label, where the model "
+                       "is sure), and train again from scratch on the masks + these pseudo-masks")
+    group.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
+                       help="with --self-training, pixels whose background or foreground probability is below P "
+                       "stay unannotated (default: %(default)s)")
 
 
 def parse_class_weights(text: str):
@@ -113,6 +137,24 @@ def parse_class_weights(text: str):
     if text.lower() == "none":
         return None
     return [float(v) for v in text.split(",")]
+
+
+def training_config_from_args(args: argparse.Namespace, class_names: list[str], model_card: dict) -> TrainingConfig:
+    """The ``TrainingConfig`` of the parsed options (the joint table is read later, with the data)."""
+    return TrainingConfig(
+        class_names=class_names, mode=args.mode, tile_size_px=args.tile_size, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch or None, batch_size=args.batch_size, learning_rate=args.lr,
+        lr_schedule=args.lr_schedule, class_weights=parse_class_weights(args.class_weights), update=args.update,
+        augment=args.augment, seed=args.seed, encoder_weights=args.encoder_weights,
+        architecture=args.architecture, unet_filters=args.unet_filters, segmentation_loss=args.loss,
+        lowres_loss=args.lowres_loss, lowres_group_size=args.group_size, lowres_weight=args.lowres_weight,
+        label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
+        background_patches=args.background_patches, label_batch_size=args.label_batch_size,
+        best_epoch=args.best_epoch, classification_weight=args.classification_weight,
+        allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
+        self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, decoder=args.decoder,
+        upsampling=args.upsampling, model_card=model_card, overwrite=args.overwrite, strategy=args.strategy,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,15 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     from weaksegtf.errors import WeaksegError
     from weaksegtf.model_card import card_settings_from_folders
     from weaksegtf.training import run_training
-    from weaksegtf.training_outputs import check_training_request
+    from weaksegtf.training.outputs import check_training_outputs
 
     class_names = [c.strip() for c in args.classes.split(",") if c.strip()]
     try:
         card = card_settings_from_folders(args.mpp, [args.masks, args.labels, args.lowres])
-        # The cheap checks first, so a bad --out or --epochs fails before any image is read.
-        check_training_request(args.out, class_names=class_names, epochs=args.epochs, tile_size_px=args.tile_size,
-                               model_card=card, overwrite=args.overwrite)
-        check_strategy(args.strategy)  # multiworker needs TF_CONFIG
+        # The cheap checks first, so a bad option or --out fails before any image is read.
+        config = training_config_from_args(args, class_names, card)  # multiworker needs TF_CONFIG
+        check_training_outputs(args.out, config)
         masks = MaskSet.from_folder(args.masks, len(class_names)) if args.masks else None
         labels = LabelSet.from_folder(args.labels, len(class_names), class_names) if args.labels else None
         val = MaskSet.from_folder(args.val, len(class_names)) if args.val else None
@@ -142,23 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         lowres = None
         if args.lowres:
             lowres = LabelSet.from_folder(args.lowres, class_names=table.labels if table else None)
-        result = run_training(
-            masks, labels, val, args.out, class_names=class_names, mode=args.mode,
-            tile_size_px=args.tile_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch or None,
-            batch_size=args.batch_size,
-            learning_rate=args.lr, lr_schedule=args.lr_schedule, class_weights=parse_class_weights(args.class_weights),
-            update=args.update, augment=args.augment, encoder_weights=args.encoder_weights, seed=args.seed,
-            architecture=args.architecture, unet_filters=args.unet_filters, segmentation_loss=args.loss,
-            train_lowres=lowres, joint_table=table, lowres_loss=args.lowres_loss,
-            lowres_group_size=args.group_size, lowres_weight=args.lowres_weight,
-            label_tiles=args.label_tiles, label_max_size_px=args.label_max_size,
-            background_patches=args.background_patches, label_batch_size=args.label_batch_size,
-            best_epoch=args.best_epoch, classification_weight=args.classification_weight,
-            allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-            decoder=args.decoder, upsampling=args.upsampling, self_training=args.self_training,
-            pseudo_confidence=args.pseudo_confidence, model_card=card, overwrite=args.overwrite,
-            strategy=args.strategy,
-        )
+        result = run_training(masks, labels, val, args.out, config, train_lowres=lowres, joint_table=table)
     except WeaksegError as error:
         return fail(str(error))
     except ValueError as error:  # e.g. malformed --class-weights

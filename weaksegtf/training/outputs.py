@@ -7,6 +7,7 @@ is read or any step is trained. No TensorFlow here.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -15,17 +16,21 @@ from weaksegtf.errors import ConfigError
 from weaksegtf.model_card import build_model_card
 from weaksegtf.output_guard import OutputFolder
 from weaksegtf.provenance import provenance
+from weaksegtf.training.config import TrainingConfig
 
 COMMAND = "weakseg-train"
 #: Every file a training run may write into its folder.
 TRAINING_OUTPUTS = ("model.keras", "history.csv", "metrics.json", "predictions.png")
 _CARD_SETTINGS = ("mpp", "mpp_source", "macenko", "class_colors")
-# run_training arguments that are data, not settings, and stay out of provenance.
-_DATA_ARGUMENTS = ("train_masks", "train_labels", "val", "train_lowres", "model_card")
+# TrainingConfig fields that run_training's provenance does not list: the model card has its own key in
+# metrics.json, and the other three were train_weak_segmenter's alone ("config" in metrics.json has them all).
+_NOT_IN_PROVENANCE = ("model_card", "num_classes", "label_class_weights", "precise_batch_norm")
 
 
 def check_class_names(class_names: Sequence[str]) -> list[str]:
     """Distinct, non-empty class names, at least two; a ConfigError naming the repeat otherwise."""
+    if class_names is None:
+        raise ConfigError("class names are missing; expected at least two non-empty names, background first")
     names = [str(name).strip() for name in class_names]
     if len(names) < 2 or any(not name for name in names):
         raise ConfigError(f"class names {list(class_names)} are not usable; expected at least two non-empty names, background first")
@@ -41,14 +46,10 @@ def check_epochs(epochs: Any) -> int:
     return epochs
 
 
-def training_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of a ``run_training`` call (its ``locals()`` at entry), without the data sets."""
-    settings = {key: value for key, value in arguments.items() if key not in _DATA_ARGUMENTS}
-    if settings.get("joint_table") is not None and not isinstance(settings["joint_table"], (str, Path)):
-        settings["joint_table"] = type(settings["joint_table"]).__name__
-    if settings.get("strategy") is not None and not isinstance(settings["strategy"], str):
-        settings["strategy"] = type(settings["strategy"]).__name__  # a tf.distribute.Strategy object
-    return settings
+def provenance_settings(out_dir: str | Path, config: TrainingConfig) -> dict[str, Any]:
+    """The settings a ``run_training`` call records in its provenance: ``out_dir`` and the config's."""
+    settings = {"out_dir": out_dir, **config.to_dict()}
+    return {key: value for key, value in settings.items() if key not in _NOT_IN_PROVENANCE}
 
 
 @dataclass
@@ -107,3 +108,23 @@ def check_training_request(
     folder = OutputFolder(Path(out_dir), command, overwrite=overwrite)
     folder.check(TRAINING_OUTPUTS)
     return TrainingOutputs(folder, card, dict(settings or {}))
+
+
+def check_training_outputs(out_dir: str | Path, config: TrainingConfig) -> TrainingOutputs:
+    """:func:`check_training_request` for ``config``'s class names, epochs, tile size, model card and ``overwrite``."""
+    return check_training_request(
+        out_dir, class_names=config.class_names, epochs=config.epochs, tile_size_px=config.tile_size_px,
+        model_card=config.model_card, overwrite=config.overwrite, settings=provenance_settings(out_dir, config),
+    )
+
+
+def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> Path:
+    """``history.csv``: one row per epoch (from 1), one column per logged value."""
+    keys = sorted(history)
+    rows = zip(*(history[k] for k in keys))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", *keys])
+        for epoch, row in enumerate(rows, start=1):
+            writer.writerow([epoch, *(f"{float(v):.6g}" for v in row)])
+    return path
