@@ -132,3 +132,29 @@ def test_self_training_is_refused_without_whole_labelled_images(tmp_path):
     with pytest.raises(ConfigError, match="got mode S,"):
         run_training(masks, None, val, tmp_path / "b", class_names=CLASSES, mode="S", tile_size_px=32,
                      epochs=1, self_training=True)
+
+
+def test_teacher_on_the_masks_alone_and_a_second_round(tmp_path):
+    """teacher="S": the first model never sees the label stream; each round's model draws the next pseudo-masks."""
+    from weaksegtf.training import run_training
+
+    masks, labels, val = _folders(tmp_path)
+    result = run_training(masks, labels, val, tmp_path / "run", class_names=CLASSES, mode="S+C", tile_size_px=32,
+                          epochs=1, steps_per_epoch=1, batch_size=2, verbose=0, self_training=True,
+                          pseudo_confidence=0.5, teacher="S", self_training_rounds=2)
+    record = json.loads(result.metrics_path.read_text())["self_training"]
+    assert record["teacher"] == "S"
+    assert "cls_loss" not in record["history"] and "seg_loss" in record["history"]  # a mode-S first round
+    later, = record["later_rounds"]  # the second round's teacher is the first student
+    assert later["n_pseudo_tiles"] == 12 and later["pseudo_annotated_share"] == 1.0
+    assert "cls_loss" not in later["history"]
+    assert result.metrics["config"]["self_training_rounds"] == 2 and result.metrics["config"]["teacher"] == "S"
+
+
+def test_teacher_and_rounds_are_checked_when_the_config_is_made():
+    from weaksegtf.training import TrainingConfig
+
+    with pytest.raises(ConfigError, match=r"teacher 'C' is unknown; expected one of \('S\+C', 'S'\)"):
+        TrainingConfig(teacher="C")
+    with pytest.raises(ConfigError, match="self_training_rounds must be a whole number >= 1, got 0"):
+        TrainingConfig(self_training_rounds=0)

@@ -12,6 +12,7 @@ from weaksegtf.training.config import (
     LABEL_TILES,
     LR_SCHEDULES,
     MODES,
+    TEACHERS,
     TrainingConfig,
 )
 from weaksegtf.training.strategy import STRATEGIES
@@ -126,6 +127,12 @@ def _add_schedule_arguments(group) -> None:
     group.add_argument("--self-training", action="store_true",
                        help="S+C: train, draw each labelled image's mask (background or its label, where the model "
                        "is sure), and train again from scratch on the masks + these pseudo-masks")
+    group.add_argument("--teacher", default="S+C", choices=TEACHERS,
+                       help="with --self-training, the first round: S+C (masks and the label stream) or S (the "
+                       "masks alone; the labels then act only through the pseudo-masks) (default: %(default)s)")
+    group.add_argument("--self-training-rounds", type=int, default=1, metavar="N",
+                       help="with --self-training, trainings on masks + pseudo-masks after the first round, each "
+                       "model drawing the next round's pseudo-masks (default: %(default)s)")
     group.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
                        help="with --self-training, pixels whose background or foreground probability is below P "
                        "stay unannotated (default: %(default)s)")
@@ -152,7 +159,8 @@ def training_config_from_args(args: argparse.Namespace, class_names: list[str], 
         background_patches=args.background_patches, label_batch_size=args.label_batch_size,
         best_epoch=args.best_epoch, classification_weight=args.classification_weight,
         allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-        self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, decoder=args.decoder,
+        self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, teacher=args.teacher,
+        self_training_rounds=args.self_training_rounds, decoder=args.decoder,
         upsampling=args.upsampling, model_card=model_card, overwrite=args.overwrite, strategy=args.strategy,
     )
 

@@ -47,6 +47,7 @@ _EXPORTS = {
     "DEFAULT_LEARNING_RATE": "config",
     "LABEL_TILES": "config",
     "LR_SCHEDULES": "config",
+    "TEACHERS": "config",
     "MODES": "config",
     "TrainingConfig": "config",
     "augmentation_mode": "config",

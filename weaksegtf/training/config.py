@@ -20,6 +20,8 @@ from weaksegtf.training.strategy import check_strategy
 MODES = ("S", "S+C", "S+C*", "C", "LR")
 #: Modes with masks and labels, the ones self-training can start from.
 SELF_TRAINING_MODES = ("S+C", "S+C*")
+#: First-round modes of self-training: the masks and the label stream (``"S+C"``), or the masks alone (``"S"``).
+TEACHERS = ("S+C", "S")
 #: How labelled images enter the label stream: whole (one patch each) or as grid tiles.
 LABEL_TILES = ("whole", "grid")
 DEFAULT_BATCH_SIZE = 20  # section 2.3
@@ -137,6 +139,11 @@ class TrainingConfig:
             images). Defaults to ``False``.
         pseudo_confidence: float. Pseudo-mask pixels less sure than this stay
             unannotated. Defaults to ``0.9``.
+        teacher: str. The first round of self-training: the run's mode with the
+            label stream (``"S+C"``), or the masks alone (``"S"``; the labels are
+            then used only through the pseudo-masks). Defaults to ``"S+C"``.
+        self_training_rounds: int. Trainings on masks + pseudo-masks after the
+            first round; each model draws the pseudo-masks of the next. Defaults to ``1``.
         decoder: str. ResNet-18 decoder, ``"paper"`` or ``"skip"``. Defaults to ``"paper"``.
         upsampling: str. Final enlargement of the ResNet-18 logits, ``"nearest"``
             or ``"bilinear"``. Defaults to ``"nearest"``.
@@ -191,6 +198,8 @@ class TrainingConfig:
     present_class_share: float = 0.0
     self_training: bool = False
     pseudo_confidence: float = 0.9
+    teacher: str = "S+C"
+    self_training_rounds: int = 1
     decoder: str = "paper"
     upsampling: str = "nearest"
     model_card: Mapping[str, Any] | None = None
@@ -230,6 +239,10 @@ class TrainingConfig:
         if self.self_training and not usable:
             raise ConfigError("self-training needs masks and whole labelled images (label_tiles='whole') "
                               f"in mode S+C or S+C*; got mode {self.mode}, label_tiles {self.label_tiles!r}")
+        check_choice("teacher", self.teacher, TEACHERS)
+        rounds = self.self_training_rounds
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigError(f"self_training_rounds must be a whole number >= 1, got {rounds!r}")
 
     @property
     def class_count(self) -> int:

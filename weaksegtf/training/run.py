@@ -109,10 +109,11 @@ def run_training(
     validation = (val.images, val.masks) if val is not None and len(val) else None
 
     start = time.perf_counter()
-    model, history = _train(data, config, validation)
     first_round = None
     if config.self_training:
-        model, history, first_round = self_train(model, history, data, config, validation)
+        model, history, first_round = self_train(data, config, validation)
+    else:
+        model, history = _train(data, config, validation)
     train_seconds = time.perf_counter() - start
 
     model_path = out_dir / "model.keras"
@@ -164,19 +165,40 @@ def read_training_data(train_masks, train_labels, train_lowres, config: Training
     return data
 
 
-def self_train(model, history, data: TrainingData, config: TrainingConfig, validation):
-    """The second training of self-training; returns its ``(model, history)`` and a record of the first round.
+def self_train(data: TrainingData, config: TrainingConfig, validation):
+    """Self-training: a first model, then ``config.self_training_rounds`` trainings on masks + pseudo-masks.
 
-    The first model draws label-constrained pseudo-masks of the labelled
-    images (:func:`weaksegtf.pseudo_labels.pseudo_mask_set`); their tiles that
-    hold any annotated pixel join the mask tiles, and a model is trained from
-    scratch on them as mode S (the pseudo-masks carry the labels).
+    The first model is trained in the run's mode (``teacher="S+C"``) or on the
+    masks alone (``teacher="S"``). Each model draws label-constrained
+    pseudo-masks of the labelled images (:func:`pseudo_round`); a model is
+    trained from scratch on the masks plus them, as mode S (the pseudo-masks
+    carry the labels), and draws the pseudo-masks of the next round. Returns the
+    last ``(model, history)`` and a record of the first round (its validation,
+    the first pseudo-masks' share and tiles) with ``later_rounds`` records.
+    """
+    if config.teacher == "S":
+        first = data.replace(label_images=None, labels=None, background_images=None)
+        model, history = _train(first, config.replace(mode="S", self_training=False), validation)
+    else:
+        model, history = _train(data, config, validation)
+    records = []
+    for _ in range(config.self_training_rounds):
+        model, history, record = pseudo_round(model, history, data, config, validation)
+        records.append(record)
+    return model, history, {**records[0], "teacher": config.teacher, "later_rounds": records[1:]}
+
+
+def pseudo_round(model, history, data: TrainingData, config: TrainingConfig, validation):
+    """One round: ``model`` draws the pseudo-masks, a new model trains on masks + pseudo-masks.
+
+    Returns the new ``(model, history)`` and a record of the teacher: its best
+    epoch and validation, the pseudo-masks' annotated share and tiles, its history.
     """
     from weaksegtf.data import mask_set_to_arrays
     from weaksegtf.pseudo_labels import pseudo_mask_set
 
     if config.verbose:
-        print(f"self-training: pseudo-masks of {data.count('label_images')} labelled images, then a second training",
+        print(f"self-training: pseudo-masks of {data.count('label_images')} labelled images, then a new training",
               flush=True)
     pseudo = pseudo_mask_set(model, data.label_images, data.labels, config.pseudo_confidence,
                              inference_tile_px(config.tile_size_px))
@@ -184,7 +206,7 @@ def self_train(model, history, data: TrainingData, config: TrainingConfig, valid
     annotated = (pseudo_y != IGNORE_VALUE).mean((1, 2)) > 0  # tiles with something to learn
     selection = history.whole_image_validation
     chosen = selection is not None and config.best_epoch
-    first_round = {
+    record = {
         "best_epoch": selection.best_epoch if chosen else None,
         "validation": selection.best_metrics if chosen else None,
         "pseudo_confidence": config.pseudo_confidence,
@@ -192,10 +214,11 @@ def self_train(model, history, data: TrainingData, config: TrainingConfig, valid
         "n_pseudo_tiles": int(annotated.sum()),
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
     }
-    second = data.replace(mask_images=np.concatenate([data.mask_images, pseudo_x[annotated]]),
-                          masks=np.concatenate([data.masks, pseudo_y[annotated]]), label_images=None, labels=None)
-    model, history = _train(second, config.replace(mode="S", self_training=False), validation)
-    return model, history, first_round
+    student = data.replace(mask_images=np.concatenate([data.mask_images, pseudo_x[annotated]]),
+                           masks=np.concatenate([data.masks, pseudo_y[annotated]]), label_images=None, labels=None,
+                           background_images=None)
+    model, history = _train(student, config.replace(mode="S", self_training=False), validation)
+    return model, history, record
 
 
 def training_metrics(config: TrainingConfig, data: TrainingData, model, history, train_seconds: float) -> dict:
