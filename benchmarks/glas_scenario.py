@@ -5,11 +5,12 @@ For each seed, GlaS is split by patient into training, validation (best-epoch se
 the seed: paired). Runs:
 
 - ``S``: the masked images alone;
-- ``S+C``: the masked images plus every other training image with only its grade (whole images);
+- ``S+C``: the masked images plus every other training image with only its grade (whole images), with
+  ``weakseg-train``'s defaults: self-training (a masks-only teacher draws label-constrained pseudo-masks of the
+  graded images, then two rounds of students); the row also carries the teacher's validation scores
+  (``round1_val_gland_dice``);
 - ``S-all``: every training image with its mask (the fully supervised reference);
-- ``S+C+ST``: S+C, then self-training (``--self-training``): the S+C model draws each labelled image's
-  mask (background or the image's grade), and a second training runs on the masks plus these pseudo-masks.
-  Its first round is S+C: the row also carries that round's validation scores (``round1_val_gland_dice``).
+- ``S+C (one training)``: S+C with ``--no-self-training``: the paper's alternating mask/label step alone.
 
 Every run uses ``weakseg-train``'s defaults apart from the options given here (the same for all runs). The
 exported ONNX model segments the test images with ``weakseg-infer``; ``weakseg-eval`` scores them. Gland
@@ -40,7 +41,7 @@ import numpy as np
 from weaksegtf.experiment_report import bootstrap_ci
 
 CLASSES = "background,benign gland,malignant gland"
-RUNS = ("S", "S+C", "S-all", "S+C+ST")
+RUNS = ("S", "S+C", "S-all", "S+C (one training)")
 
 
 def run(command: list[str], log: Path, threads: int | None = None) -> None:
@@ -67,7 +68,7 @@ def split_folder(glas: Path, out: Path, seed: int, masked: int, downsample: int)
 
 def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int, threads: int | None = None) -> dict:
     mpp = json.loads((split / "split.json").read_text())["mpp"]
-    run_dir = out / f"seed{seed}" / name
+    run_dir = out / f"seed{seed}" / name.replace(" (one training)", "-once")
     row_path = run_dir / "row.json"
     if row_path.is_file():
         row = json.loads(row_path.read_text())
@@ -84,8 +85,8 @@ def one_run(name: str, split: Path, out: Path, train_args: list[str], seed: int,
                *train_args]
     if name.startswith("S+C"):
         command[3:3] = ["--labels", str(split / "train_labels")]
-    if name == "S+C+ST":
-        command.append("--self-training")
+    if name == "S+C (one training)":
+        command.append("--no-self-training")
     if not trained:
         run(command, log, threads)
     if not (run_dir / "model.onnx").is_file():
@@ -173,10 +174,6 @@ def gland_errors(confusion: np.ndarray) -> dict:
 
 def summarise(rows: list[dict]) -> str:
     by = {(r["seed"], r["run"]): r for r in rows}
-    for r in rows:  # S+C+ST's first round is an S+C run: its validation scores stand in for a missing S+C row
-        if r["run"] == "S+C+ST" and "round1_val_gland_dice" in r and (r["seed"], "S+C") not in by:
-            by[(r["seed"], "S+C")] = {"seed": r["seed"], "run": "S+C", "val_gland_dice": r["round1_val_gland_dice"],
-                                      "best_epoch": r["round1_best_epoch"], "first_round_of_st": True}
     seeds = sorted({r["seed"] for r in rows})
     lines = ["| run | seeds | val gland Dice | val gland Dice, ONNX | val binary gland | val boundary gland | "
              "test gland Dice | test benign | test malignant | test background | test binary gland | "
@@ -193,7 +190,7 @@ def summarise(rows: list[dict]) -> str:
             values = np.array([g[key] for g in got], float)
             return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
-        label = name + (" (first round of S+C+ST)" if any(g.get("first_round_of_st") for g in got) else "")
+        label = name
         lines.append(f"| {label} | {len(got)} | {stat('val_gland_dice')} | {stat('val_onnx_gland_dice')} | "
                      f"{stat('val_binary_gland_dice')} | {stat('val_boundary_gland_dice')} | "
                      f"{stat('test_gland_dice')} | {stat('test_dice_benign')} | "
@@ -202,8 +199,8 @@ def summarise(rows: list[dict]) -> str:
                      f"{stat('grade_confusion_in_glands')} | {stat('best_epoch')} | {stat('train_s')} |")
     lines.append("")
     for key, where in (("val_gland_dice", "validation"), ("test_gland_dice", "test")):
-        for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all"), ("S+C+ST", "S"), ("S+C+ST", "S-all"),
-                     ("S+C+ST", "S+C")):
+        for a, b in (("S+C", "S"), ("S-all", "S"), ("S+C", "S-all"), ("S+C (one training)", "S"),
+                     ("S+C", "S+C (one training)")):
             paired = [(by[(s, a)][key], by[(s, b)][key]) for s in seeds
                       if key in by.get((s, a), {}) and key in by.get((s, b), {})]
             if len(paired) < 2:
@@ -231,7 +228,7 @@ def overlays(out: Path, split: Path, seed: int, runs: list[str], n_images: int =
     picked += [n for n in names if grades[n] == 2][: n_images - len(picked)]
     columns = {}
     for name in runs:
-        folder = out / f"seed{seed}" / name / "predictions"
+        folder = out / f"seed{seed}" / name.replace(" (one training)", "-once") / "predictions"
         if not all((folder / f"{n}.tif").is_file() for n in picked):
             return None
         columns[name] = [tifffile.imread(folder / f"{n}.tif") for n in picked]

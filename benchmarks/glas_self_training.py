@@ -93,6 +93,50 @@ def one_seed(out: Path, seed: int, confidence: float, train_args: dict, student:
     return row
 
 
+def summarise(out: Path, seeds: list[int], runs=("S", "S+ST", "S+ST2", "S-all")) -> str:
+    """Per-seed gland Dice (validation / test) of the runs, and paired differences with 95% bootstrap CIs.
+
+    Rows come from ``OUT/seed*/RUN/row.json`` (this script's and glas_scenario.py's); a trained scenario run
+    whose row is missing is read from its ``train/metrics.json`` (validation only).
+    """
+    from weaksegtf.experiment_report import bootstrap_ci
+
+    def row(seed, run):
+        folder = out / f"seed{seed}" / run
+        if (folder / "row.json").is_file():
+            return json.loads((folder / "row.json").read_text())
+        if (folder / "train" / "metrics.json").is_file():
+            dice = json.loads((folder / "train" / "metrics.json").read_text())["validation"]["dice"]
+            return {"val_gland_dice": float(np.mean([dice["benign gland"], dice["malignant gland"]]))}
+        return {}
+
+    table = {(seed, run): row(seed, run) for seed in seeds for run in runs}
+    lines = ["| seed | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for seed in seeds:
+        cells = []
+        for run in runs:
+            r = table[(seed, run)]
+            val, test = r.get("val_gland_dice"), r.get("test_gland_dice")
+            cells.append("—" if val is None else f"{val:.3f} / " + ("—" if test is None else f"{test:.3f}"))
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for key, where in (("val_gland_dice", "validation"), ("test_gland_dice", "test")):
+        for a in runs:
+            for b in runs:
+                if a == b or b not in ("S", "S-all") or (a, b) == ("S", "S-all"):
+                    continue
+                pairs = [(table[(s, a)].get(key), table[(s, b)].get(key)) for s in seeds]
+                pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+                if len(pairs) < 2:
+                    continue
+                diff = np.array([x - y for x, y in pairs])
+                low, high = bootstrap_ci(diff)
+                ratio = np.mean([x for x, _ in pairs]) / np.mean([y for _, y in pairs])
+                lines.append(f"- {where}: {a} − {b} = {diff.mean():+.3f} (95% bootstrap CI {low:+.3f} to "
+                             f"{high:+.3f}, {len(diff)} seeds); {a} / {b} = {ratio:.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the scenario's output folder")
@@ -105,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", default="S", help="the run (OUT/seed*/RUN/train/model.keras) that draws the "
                         "pseudo-masks: S, or an earlier self-training run for another round, e.g. S+ST")
     parser.add_argument("--name", default=None, help="this run's folder name (default S+ST)")
+    parser.add_argument("--summary", action="store_true", help="only print the per-seed table and paired differences")
     args = parser.parse_args(argv)
     train_args = {"augment": args.augment, "lr_schedule": args.lr_schedule, "epochs": 15, "steps_per_epoch": 50,
                   "learning_rate": 1e-3, "verbose": 2}
+    if args.summary:
+        print(summarise(Path(args.out), args.seeds))
+        return 0
     for seed in args.seeds:
         row = one_seed(Path(args.out), seed, args.confidence, train_args, args.student, args.teacher, args.name)
         print(json.dumps(row), flush=True)

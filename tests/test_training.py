@@ -100,7 +100,7 @@ def test_train_cli_writes_model_history_metrics_and_overlay(tmp_path):
     code = train_cli.main([
         "--masks", str(tmp_path / "masks"), "--labels", str(tmp_path / "labels"), "--val", str(tmp_path / "val"),
         "--out", str(out), "--classes", ",".join(CLASSES), "--tile-size", "32", "--epochs", "2",
-        "--batch-size", "2", "--steps-per-epoch", "0",
+        "--batch-size", "2", "--steps-per-epoch", "0", "--no-self-training",
     ])
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"model.keras", "history.csv", "metrics.json", "predictions.png"}
@@ -118,6 +118,28 @@ def test_train_cli_writes_model_history_metrics_and_overlay(tmp_path):
     model = keras.saving.load_model(out / "model.keras")
     assert model.class_names == CLASSES
     assert cv2.imread(str(out / "predictions.png")) is not None
+
+
+def test_train_cli_defaults_are_the_recipe_measured_on_glas_validation_patients(tmp_path):
+    """docs/results.md: light augmentation, a cosine learning rate and, wherever it applies (masks + whole
+    labelled images, S+C or S+C*), self-training from a masks-only teacher with two student rounds."""
+    from weaksegtf.cli.train import build_parser, training_config_from_args
+
+    def config(*extra):
+        args = build_parser().parse_args(["--masks", "m", "--labels", "l", "--out", str(tmp_path / "o"),
+                                          "--classes", "a,b", *extra])
+        return training_config_from_args(args, ["a", "b"], {})
+
+    default = config()
+    assert (default.augment, default.lr_schedule, default.learning_rate) == ("light", "cosine", 1e-3)
+    assert default.self_training and default.teacher == "S" and default.self_training_rounds == 2
+    assert (default.epochs, default.steps_per_epoch, default.best_epoch) == (15, 50, True)
+    assert not config("--no-self-training").self_training
+    assert not config("--mode", "S").self_training  # nothing to self-train from
+    assert not config("--label-tiles", "grid").self_training
+    assert config("--mode", "S+C*").self_training
+    with pytest.raises(ConfigError, match="self-training needs masks and whole labelled images"):
+        config("--mode", "S", "--self-training")
 
 
 def test_train_cli_reports_mismatched_mask_without_a_traceback(tmp_path, capsys):

@@ -12,6 +12,7 @@ from weaksegtf.training.config import (
     LABEL_TILES,
     LR_SCHEDULES,
     MODES,
+    SELF_TRAINING_MODES,
     TEACHERS,
     TrainingConfig,
 )
@@ -116,22 +117,24 @@ def _add_schedule_arguments(group) -> None:
                        "command (default: %(default)s)")
     group.add_argument("--lr", type=float, default=1e-3,
                        help="Adam learning rate; the paper's 1e-4 needs about 5,000 updates (default: %(default)s)")
-    group.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+    group.add_argument("--lr-schedule", default="cosine", choices=LR_SCHEDULES,
                        help="constant, or a half cosine from --lr to 0 over all updates (default: %(default)s)")
-    group.add_argument("--augment", nargs="?", const="full", default="none", choices=AUGMENTATIONS,
+    group.add_argument("--augment", nargs="?", const="full", default="light", choices=AUGMENTATIONS,
                        help="light: flips, 90° rotations and mild colour jitter; full (--augment alone): also "
                        "elastic deformation and blur, several times slower (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     group.add_argument("--last-epoch", dest="best_epoch", action="store_false",
                        help="with --val, keep the last epoch instead of the best one on --val")
-    group.add_argument("--self-training", action="store_true",
-                       help="S+C: train, draw each labelled image's mask (background or its label, where the model "
-                       "is sure), and train again from scratch on the masks + these pseudo-masks")
-    group.add_argument("--teacher", default="S+C", choices=TEACHERS,
-                       help="with --self-training, the first round: S+C (masks and the label stream) or S (the "
-                       "masks alone; the labels then act only through the pseudo-masks) (default: %(default)s)")
-    group.add_argument("--self-training-rounds", type=int, default=1, metavar="N",
-                       help="with --self-training, trainings on masks + pseudo-masks after the first round, each "
+    group.add_argument("--self-training", action=argparse.BooleanOptionalAction, default=None,
+                       help="S+C / S+C*: a first model draws each labelled image's mask (background or its label, "
+                       "where the model is sure), then models train from scratch on the masks + these pseudo-masks "
+                       "(default: on with --masks, whole --labels and mode S+C or S+C*; --no-self-training trains "
+                       "once, with the paper's alternating mask/label step)")
+    group.add_argument("--teacher", default="S", choices=TEACHERS,
+                       help="with self-training, the first round: S (the masks alone; the labels then act through "
+                       "the pseudo-masks) or S+C (masks and the label stream) (default: %(default)s)")
+    group.add_argument("--self-training-rounds", type=int, default=2, metavar="N",
+                       help="with self-training, trainings on masks + pseudo-masks after the first round, each "
                        "model drawing the next round's pseudo-masks (default: %(default)s)")
     group.add_argument("--pseudo-confidence", type=float, default=0.9, metavar="P",
                        help="with --self-training, pixels whose background or foreground probability is below P "
@@ -144,6 +147,11 @@ def parse_class_weights(text: str):
     if text.lower() == "none":
         return None
     return [float(v) for v in text.split(",")]
+
+
+def self_training_default(args: argparse.Namespace) -> bool:
+    """Self-training is on by default wherever it applies: masks and whole labelled images in mode S+C or S+C*."""
+    return bool(args.masks and args.labels and args.mode in SELF_TRAINING_MODES and args.label_tiles == "whole")
 
 
 def training_config_from_args(args: argparse.Namespace, class_names: list[str], model_card: dict) -> TrainingConfig:
@@ -159,7 +167,8 @@ def training_config_from_args(args: argparse.Namespace, class_names: list[str], 
         background_patches=args.background_patches, label_batch_size=args.label_batch_size,
         best_epoch=args.best_epoch, classification_weight=args.classification_weight,
         allowed_class_weight=args.allowed_class_weight, present_class_share=args.present_class_share,
-        self_training=args.self_training, pseudo_confidence=args.pseudo_confidence, teacher=args.teacher,
+        self_training=self_training_default(args) if args.self_training is None else args.self_training,
+        pseudo_confidence=args.pseudo_confidence, teacher=args.teacher,
         self_training_rounds=args.self_training_rounds, decoder=args.decoder,
         upsampling=args.upsampling, model_card=model_card, overwrite=args.overwrite, strategy=args.strategy,
     )
