@@ -137,6 +137,27 @@ def summarise(out: Path, seeds: list[int], runs=("S", "S+ST", "S+ST2", "S-all"))
     return "\n".join(lines)
 
 
+def figure(out: Path, seed: int, runs=("S", "S+ST2", "S-all"), n_images: int = 4) -> Path:
+    """Test images | truth | one column per run (its Keras model in inference mode, padded as weakseg-infer pads)."""
+    import keras
+
+    import weaksegtf.models  # noqa: F401  (registers the model classes for load_model)
+    from weaksegtf.data import MaskSet
+    from weaksegtf.training import inference_tile_px, predict_image
+    from weaksegtf.visualize import comparison_grid
+
+    test = MaskSet.from_folder(out / f"split_seed{seed}" / "test", len(CLASSES))
+    grades = [int(np.max(m % 255)) for m in test.masks]
+    picked = [i for g in (1, 2) for i in [j for j, h in enumerate(grades) if h == g][: n_images // 2]]
+    columns = {}
+    for run in runs:
+        model = keras.saving.load_model(out / f"seed{seed}" / run / "train" / "model.keras")
+        columns[run] = [predict_image(model, test.images[i], inference_tile_px(128)) for i in picked]
+    return comparison_grid([test.images[i] for i in picked], [test.masks[i] for i in picked], columns, CLASSES,
+                           out / f"self_training_seed{seed}.png", titles=[test.names[i] for i in picked],
+                           cell_px=256)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the scenario's output folder")
@@ -150,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                         "pseudo-masks: S, or an earlier self-training run for another round, e.g. S+ST")
     parser.add_argument("--name", default=None, help="this run's folder name (default S+ST)")
     parser.add_argument("--summary", action="store_true", help="only print the per-seed table and paired differences")
+    parser.add_argument("--figure", action="store_true", help="only draw S | S+ST2 | S-all on test images per seed")
     args = parser.parse_args(argv)
     train_args = {"augment": args.augment, "lr_schedule": args.lr_schedule, "epochs": 15, "steps_per_epoch": 50,
                   "learning_rate": 1e-3, "verbose": 2}
+    if args.figure:
+        for seed in args.seeds:
+            print(figure(Path(args.out), seed))
+        return 0
     if args.summary:
         print(summarise(Path(args.out), args.seeds))
         return 0

@@ -24,6 +24,8 @@ TENSORFLOW_MODULES = (
     "weaksegtf.metrics.keras_metrics",
     "weaksegtf.models",
     "weaksegtf.precise_batch_norm",
+    "weaksegtf.training.precise_batch_norm",
+    "weaksegtf.training.whole_image_validation",
     "weaksegtf.whole_image_validation",
 )
 #: Modules that need an optional extra at import: ``[cluster]`` (imported only inside cluster_run's functions).
