@@ -72,6 +72,14 @@ def __dir__() -> list[str]:
     return sorted(_SOURCES)
 
 
+# ``mask_polygons`` names both a function and the module that defines it. Importing the module anywhere binds
+# the module to the package's attribute of that name, after which the lazy lookup above is never asked and
+# ``from weaksegtf.inference import mask_polygons`` would give the module. Importing the function now makes
+# the package attribute the function for good (a later import of the module finds it in sys.modules and
+# rebinds nothing).
+from weaksegtf.inference.mask_polygons import mask_polygons  # noqa: E402
+
+
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from weaksegtf.inference.batch import BatchResult, segment_slides
     from weaksegtf.inference.checkpoint import Checkpoint
