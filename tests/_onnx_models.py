@@ -15,6 +15,9 @@ from weaksegtf.export.metadata import OnnxMetadata
 
 CLASSES = ("background", "nuclei", "stroma")
 COLORS = ((240, 240, 240), (60, 60, 200), (220, 60, 140))
+#: What weakseg-infer --probabilities writes per slide for a model with these classes (summary.json last).
+OUTPUT_FILES = ["labels.tif", "probabilities_0_background.tif", "probabilities_1_nuclei.tif",
+                "probabilities_2_stroma.tif", "overlay.png", "annotations.geojson"]
 
 #: Per-pixel logits of the colour classifier: white glass is background, bluer
 #: pixels are "nuclei", redder ones "stroma".

@@ -15,14 +15,12 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from _onnx_models import color_classifier, conv3x3_model
+from _onnx_models import OUTPUT_FILES, color_classifier, conv3x3_model
 from test_inference_slides import SLIDE_MPP, blob_image
 
 from weaksegtf.cli import infer as infer_cli
 from weaksegtf.slides import write_pyramidal_tiff
 
-OUTPUT_FILES = ["labels.tif", "probabilities_0_background.tif", "probabilities_1_nuclei.tif",
-                "probabilities_2_stroma.tif", "overlay.png", "annotations.geojson"]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 import tifffile
-from _onnx_models import color_classifier, conv3x3_model
+from _onnx_models import OUTPUT_FILES, color_classifier, conv3x3_model
 from _slide_files import pyramid_levels, write_tiled_tiff
 from test_dask_cohorts import assert_same_outputs
 from test_inference_slides import SLIDE_MPP, blob_image
@@ -35,8 +35,6 @@ from weaksegtf.slides import open_slide
 TILING = ["--tile-size", "64", "--overlap", "16", "--batch-size", "4", "--threads", "1"]
 #: Longest a run that must fail may take before the test calls it a hang.
 NO_HANG_S = 120
-OUTPUT_FILES = ["labels.tif", "probabilities_0_background.tif", "probabilities_1_nuclei.tif",
-                "probabilities_2_stroma.tif", "overlay.png", "annotations.geojson"]
 
 
 @pytest.fixture(scope="module")
