@@ -10,6 +10,8 @@ gland Dice (region) and gland Dice within 3 px (3.7 µm) of the true boundaries.
 
     python benchmarks/glas_decoders.py --base runs/scen3 --out runs/decoders --seeds 0 1 2 \
         --train-args "--augment light --lr-schedule cosine"
+
+``--variant "paper + bilinear"`` measures the paper decoder with its logits enlarged bilinearly instead.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from glas_scenario import CLASSES, one_run  # noqa: E402
 
 from weaksegtf.experiment_report import bootstrap_ci  # noqa: E402
 
-SKIP_ARGS = ["--decoder", "skip", "--upsampling", "bilinear"]
+#: the variants measured against the paper decoder (stride 8, nearest): weakseg-train options
+VARIANTS = {"skip + bilinear": ["--decoder", "skip", "--upsampling", "bilinear"],
+            "paper + bilinear": ["--upsampling", "bilinear"]}
 KEYS = (("val_onnx_gland_dice", "val gland Dice"), ("val_boundary_gland_dice", "val boundary gland Dice"),
         ("test_gland_dice", "test gland Dice"), ("test_boundary_gland_dice", "test boundary gland Dice"))
 
 
-def summarise(pairs: dict[int, tuple[dict, dict]]) -> str:
+def summarise(pairs: dict[int, tuple[dict, dict]], variant: str = "skip + bilinear") -> str:
     lines = ["| decoder | seeds | " + " | ".join(title for _, title in KEYS) + " |",
              "|---|---|" + "---|" * len(KEYS)]
-    for index, name in enumerate(("paper (stride 8, nearest)", "skip + bilinear")):
+    for index, name in enumerate(("paper (stride 8, nearest)", variant)):
         cells = []
         for key, _ in KEYS:
             values = np.array([pair[index][key] for pair in pairs.values()], float)
@@ -44,16 +48,17 @@ def summarise(pairs: dict[int, tuple[dict, dict]]) -> str:
         lines.append(f"| {name} | {len(pairs)} | " + " | ".join(cells) + " |")
     lines.append("")
     for key, title in KEYS:
-        diff = np.array([skip[key] - paper[key] for paper, skip in pairs.values()])
+        diff = np.array([other[key] - paper[key] for paper, other in pairs.values()])
         low, high = bootstrap_ci(diff) if len(diff) > 1 else (float("nan"), float("nan"))
         per_seed = ", ".join(f"{d:+.3f}" for d in diff)
-        lines.append(f"- {title}, skip − paper, paired over {len(diff)} seeds: {diff.mean():+.3f} "
+        lines.append(f"- {title}, {variant} − paper, paired over {len(diff)} seeds: {diff.mean():+.3f} "
                      f"(95% bootstrap CI {low:+.3f} to {high:+.3f}; per seed {per_seed})")
     return "\n".join(lines)
 
 
-def overlays(base: Path, out: Path, seed: int, n_images: int = 4, crop_px: int = 160) -> Path:
-    """Validation images | truth | paper | skip, cropped to the centre so the boundaries show at full size."""
+def overlays(base: Path, out: Path, seed: int, variant: str = "skip + bilinear", n_images: int = 4,
+             crop_px: int = 160) -> Path:
+    """Validation images | truth | paper | variant, cropped to the centre so the boundaries show at full size."""
     import cv2
     import tifffile
 
@@ -71,7 +76,7 @@ def overlays(base: Path, out: Path, seed: int, n_images: int = 4, crop_px: int =
     truths = [crop(cv2.imread(str(split / "masks" / f"{n}.png"), cv2.IMREAD_UNCHANGED)) for n in names]
     columns = {
         "paper decoder": [crop(tifffile.imread(base / f"seed{seed}" / "S" / "predictions_val" / f"{n}.tif")) for n in names],
-        "skip + bilinear": [crop(tifffile.imread(out / f"seed{seed}" / "S" / "predictions_val" / f"{n}.tif")) for n in names],
+        variant: [crop(tifffile.imread(out / f"seed{seed}" / "S" / "predictions_val" / f"{n}.tif")) for n in names],
     }
     return comparison_grid(images, truths, columns, CLASSES.split(","), out / f"decoders_seed{seed}.png",
                            titles=names, cell_px=320)
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-args", default="", help="the scenario's extra weakseg-train options, as one string")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each with cores / jobs threads")
+    parser.add_argument("--variant", choices=VARIANTS, default="skip + bilinear",
+                        help="the decoder options trained against the paper decoder")
     args = parser.parse_args(argv)
     base, out = Path(args.base), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     def pair(seed: int) -> tuple[dict, dict]:
         split = base / f"split_seed{seed}"
         paper = one_run("S", split, base, train_args, seed, threads)
-        skip = one_run("S", split, out, train_args + SKIP_ARGS, seed, threads)
-        return paper, skip
+        variant = one_run("S", split, out, train_args + VARIANTS[args.variant], seed, threads)
+        return paper, variant
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pairs = dict(zip(args.seeds, pool.map(pair, args.seeds)))
-    text = summarise(pairs)
+    text = summarise(pairs, args.variant)
     print(text)
     (out / "summary.md").write_text(text + "\n")
     (out / "pairs.json").write_text(json.dumps({str(s): list(p) for s, p in pairs.items()}, indent=2))
-    print(f"overlays: {overlays(base, out, args.seeds[0])}")
+    print(f"overlays: {overlays(base, out, args.seeds[0], args.variant)}")
     return 0
 
 
